@@ -1,0 +1,30 @@
+"""audiovec: audio-text embedding models bootstrapped from multimodal LLMs."""
+
+from audiovec.errors import (
+    AudioDecodeError,
+    AudiovecError,
+    CheckpointError,
+    ConfigError,
+    DataError,
+    UnsafeCheckpointError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AudioDecodeError",
+    "AudiovecError",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "UnsafeCheckpointError",
+    "__version__",
+]
+
+
+def __getattr__(name: str):  # lazy: importing audiovec must stay cheap (no torch/transformers)
+    if name == "AudioTextEmbedder":
+        from audiovec.model import AudioTextEmbedder
+
+        return AudioTextEmbedder
+    raise AttributeError(name)
