@@ -1,0 +1,282 @@
+"""Audio in: any file, bytes, stream or array → float32 mono at 16 kHz.
+
+Decoding goes through libsndfile (soundfile: WAV, FLAC, OGG/Vorbis, MP3, AIFF, ...) first and falls back to
+FFmpeg (PyAV: M4A/AAC, Opus, WebM, ...). Channels are averaged, integer PCM is scaled to [-1, 1), and the
+signal is resampled with soxr. Every failure is an :class:`AudioDecodeError` naming the source and the reason.
+
+Long recordings are never cut at random: :func:`window_spans` and :func:`iter_windows` split them into
+fixed, contiguous windows (30 s by default) so the same file always yields the same windows and vectors.
+:func:`iter_windows` streams, so memory stays bounded whatever the length of the file.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from audiovec.errors import AudioDecodeError
+
+SAMPLE_RATE = 16_000
+DEFAULT_WINDOW_SECONDS = 30.0
+STREAM_BLOCK_SECONDS = 10.0
+
+AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.ndarray, "torch.Tensor"]  # noqa: F821
+
+
+def load_audio(source: AudioSource, sample_rate: int | None = None) -> np.ndarray:
+    """Decode ``source`` into a float32 mono waveform at 16 kHz.
+
+    ``sample_rate`` is required for arrays and ignored (it is read from the file) otherwise. 2-D arrays are
+    read as ``(channels, samples)`` when the first axis is the short one (torch convention) and as
+    ``(samples, channels)`` otherwise (soundfile convention).
+    """
+    if _is_array(source):
+        if sample_rate is None:
+            raise AudioDecodeError(source, "an array needs its sample_rate")
+        wave, rate = _array_to_mono(source), int(sample_rate)
+    else:
+        if sample_rate is not None:
+            raise AudioDecodeError(source, "sample_rate is only for arrays; files carry their own rate")
+        wave, rate = _decode(source)
+    return _finish(source, wave, rate)
+
+
+def audio_duration(source: AudioSource, sample_rate: int | None = None) -> float:
+    """Duration in seconds, read from the header where possible (no full decode)."""
+    if _is_array(source):
+        return _array_to_mono(source).shape[0] / float(sample_rate or SAMPLE_RATE)
+    if isinstance(source, (str, os.PathLike)):
+        _check_path(source)
+        try:
+            info = sf.info(os.fspath(source))
+            if info.frames > 0:
+                return info.frames / float(info.samplerate)
+        except Exception:  # noqa: BLE001 - fall through to a full decode
+            pass
+    return load_audio(source).shape[0] / SAMPLE_RATE
+
+
+def window_spans(
+    num_samples: int, window_seconds: float = DEFAULT_WINDOW_SECONDS, rate: int = SAMPLE_RATE
+) -> list[tuple[int, int]]:
+    """Contiguous ``[start, end)`` spans of at most ``window_seconds`` covering all ``num_samples``."""
+    if num_samples <= 0:
+        return []
+    size = max(1, int(round(window_seconds * rate)))
+    return [(start, min(start + size, num_samples)) for start in range(0, num_samples, size)]
+
+
+def iter_windows(
+    source: AudioSource,
+    window_seconds: float = DEFAULT_WINDOW_SECONDS,
+    sample_rate: int | None = None,
+) -> Iterator[tuple[float, float, np.ndarray]]:
+    """Yield ``(start_s, end_s, samples)`` windows of a source, streaming where the format allows.
+
+    Windows are exactly the :func:`window_spans` of the whole decoded signal, so streaming and
+    non-streaming paths agree. Files that libsndfile can seek are decoded block by block and resampled
+    with a streaming resampler; memory then depends on the window length, not the file length.
+    """
+    size = max(1, int(round(window_seconds * SAMPLE_RATE)))
+    blocks = _stream_blocks(source, sample_rate)
+    pending: list[np.ndarray] = []
+    pending_len = 0
+    offset = 0
+    for block in blocks:
+        pending.append(block)
+        pending_len += block.shape[0]
+        while pending_len >= size:
+            joined = np.concatenate(pending)
+            window, rest = joined[:size], joined[size:]
+            yield offset / SAMPLE_RATE, (offset + size) / SAMPLE_RATE, window
+            offset += size
+            pending, pending_len = [rest], rest.shape[0]
+    if pending_len:
+        tail = np.concatenate(pending)
+        yield offset / SAMPLE_RATE, (offset + pending_len) / SAMPLE_RATE, tail
+    elif offset == 0:
+        raise AudioDecodeError(source, "no audio samples (zero-length)")
+
+
+# --------------------------------------------------------------------------------------------- internals
+
+
+def _is_array(source: object) -> bool:
+    if isinstance(source, np.ndarray):
+        return True
+    return type(source).__module__.startswith("torch") and hasattr(source, "detach")
+
+
+def _array_to_mono(array: object) -> np.ndarray:
+    if not isinstance(array, np.ndarray):
+        array = array.detach().cpu().float().numpy()  # type: ignore[attr-defined]
+    data = _scale_pcm(array)
+    if data.ndim == 1:
+        return data
+    if data.ndim != 2:
+        raise AudioDecodeError(array, f"expected a 1-D or 2-D array, got {data.ndim}-D")
+    channels_first = data.shape[0] < data.shape[1] and data.shape[0] <= 32
+    return data.mean(axis=0 if channels_first else 1, dtype=np.float64).astype(np.float32)
+
+
+def _scale_pcm(data: np.ndarray) -> np.ndarray:
+    """Integer PCM → float in [-1, 1); floats pass through as float32."""
+    if data.dtype.kind == "f":
+        return data.astype(np.float32, copy=False)
+    if data.dtype.kind == "u":
+        half = float(2 ** (8 * data.dtype.itemsize - 1))
+        return ((data.astype(np.float64) - half) / half).astype(np.float32)
+    if data.dtype.kind == "i":
+        return (data.astype(np.float64) / float(2 ** (8 * data.dtype.itemsize - 1))).astype(np.float32)
+    if data.dtype.kind == "b":
+        return data.astype(np.float32)
+    raise AudioDecodeError(data, f"unsupported array dtype {data.dtype}")
+
+
+def _check_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise AudioDecodeError(path, "file not found")
+    if p.is_dir():
+        raise AudioDecodeError(path, "is a directory, not an audio file")
+    if not os.access(p, os.R_OK):
+        raise AudioDecodeError(path, "permission denied")
+    if p.stat().st_size == 0:
+        raise AudioDecodeError(path, "empty file (0 bytes)")
+    return p
+
+
+def _readable(source: AudioSource) -> str | BinaryIO:
+    """A path string or a seekable binary stream for the decoders."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(_check_path(source))
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise AudioDecodeError(source, "empty input (0 bytes)")
+        return io.BytesIO(bytes(source))
+    if hasattr(source, "read"):
+        if hasattr(source, "seekable") and source.seekable():
+            return source  # type: ignore[return-value]
+        data = source.read()  # type: ignore[union-attr]
+        if not data:
+            raise AudioDecodeError(source, "empty stream (0 bytes)")
+        return io.BytesIO(data)
+    raise AudioDecodeError(source, f"unsupported source type {type(source).__name__}")
+
+
+def _rewind(stream: str | BinaryIO) -> None:
+    if not isinstance(stream, str):
+        stream.seek(0)
+
+
+def _decode(source: AudioSource) -> tuple[np.ndarray, int]:
+    stream = _readable(source)
+    start = None if isinstance(stream, str) else stream.tell()
+    try:
+        data, rate = sf.read(stream, dtype="float32", always_2d=True)
+        return data.mean(axis=1, dtype=np.float64).astype(np.float32), int(rate)
+    except Exception as sf_error:  # noqa: BLE001 - try FFmpeg next
+        if start is not None:
+            stream.seek(start)  # type: ignore[union-attr]
+        try:
+            return _decode_with_av(stream)
+        except AudioDecodeError as av_error:
+            raise AudioDecodeError(
+                source, f"cannot decode: {av_error.reason} (libsndfile: {_short(sf_error)})"
+            ) from None
+
+
+def _decode_with_av(stream: str | BinaryIO) -> tuple[np.ndarray, int]:
+    import av
+
+    parts: list[np.ndarray] = []
+    try:
+        with av.open(stream, mode="r") as container:
+            audio_streams = [s for s in container.streams if s.type == "audio"]
+            if not audio_streams:
+                raise AudioDecodeError(stream, "no audio stream in the container")
+            audio = audio_streams[0]
+            rate = int(audio.codec_context.sample_rate or audio.rate or 0)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate or None)
+            for frame in container.decode(audio):
+                for out in resampler.resample(frame):
+                    parts.append(out.to_ndarray().reshape(-1))
+                    rate = out.sample_rate
+            for out in resampler.resample(None):
+                parts.append(out.to_ndarray().reshape(-1))
+    except AudioDecodeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PyAV raises many types
+        raise AudioDecodeError(stream, _short(exc)) from None
+    if not parts:
+        raise AudioDecodeError(stream, "no audio samples (zero-length)")
+    return np.concatenate(parts).astype(np.float32, copy=False), rate
+
+
+def _finish(source: AudioSource, wave: np.ndarray, rate: int) -> np.ndarray:
+    if rate <= 0:
+        raise AudioDecodeError(source, f"invalid sample rate {rate}")
+    if wave.size == 0:
+        raise AudioDecodeError(source, "no audio samples (zero-length)")
+    if not np.isfinite(wave).all():
+        raise AudioDecodeError(source, "contains non-finite samples (NaN or Inf)")
+    if rate != SAMPLE_RATE:
+        wave = soxr.resample(wave, rate, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def _stream_blocks(source: AudioSource, sample_rate: int | None) -> Iterator[np.ndarray]:
+    """16 kHz mono blocks of a source; streams files libsndfile can read, decodes the rest whole."""
+    if _is_array(source) or not isinstance(source, (str, os.PathLike)):
+        yield load_audio(source, sample_rate)
+        return
+    path = os.fspath(_check_path(source))
+    try:
+        handle = sf.SoundFile(path)
+    except Exception:  # noqa: BLE001 - not libsndfile-readable: decode whole through FFmpeg
+        yield load_audio(source)
+        return
+    with handle:
+        rate = int(handle.samplerate)
+        resampler = (
+            soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+            if rate != SAMPLE_RATE
+            else None
+        )
+        block = max(1, int(STREAM_BLOCK_SECONDS * rate))
+        total = 0
+        while True:
+            try:
+                data = handle.read(block, dtype="float32", always_2d=True)
+            except Exception as exc:  # noqa: BLE001 - truncated or corrupt mid-file
+                raise AudioDecodeError(source, f"cannot decode: {_short(exc)}") from None
+            last = data.shape[0] < block
+            mono = data.mean(axis=1, dtype=np.float64).astype(np.float32)
+            if not np.isfinite(mono).all():
+                raise AudioDecodeError(source, "contains non-finite samples (NaN or Inf)")
+            total += mono.shape[0]
+            out = resampler.resample_chunk(mono, last=last) if resampler is not None else mono
+            if out.size:
+                yield np.ascontiguousarray(out, dtype=np.float32)
+            if last:
+                break
+        if total == 0:
+            raise AudioDecodeError(source, "no audio samples (zero-length)")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def num_windows(duration_seconds: float, window_seconds: float = DEFAULT_WINDOW_SECONDS) -> int:
+    """How many windows :func:`window_spans` makes for a clip of this duration."""
+    return max(1, math.ceil(duration_seconds / window_seconds))

@@ -1,0 +1,94 @@
+"""Whisper-style log-mel features, batched in torch, without padding every clip to 30 s.
+
+The result equals ``transformers.WhisperFeatureExtractor(feature_size=n_mels)`` applied to each clip on its
+own (``padding="longest"``): periodic Hann window of 400, hop 160, Slaney mel filterbank up to 8 kHz,
+power spectrum without the last frame, ``log10(max(x, 1e-10))``, floor at the clip's max − 8, then
+``(x + 4) / 4``. Each clip is reflect-padded at its own edges before batching, so a clip gives the same
+features alone or in a batch; frames past a clip's length are zeros and reported through ``lengths``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from audiovec.audio import SAMPLE_RATE
+
+N_FFT = 400
+HOP_LENGTH = 160
+MIN_SAMPLES = N_FFT // 2 + 1  # reflect padding needs more samples than the pad width
+
+
+def mel_filters(n_mels: int, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT) -> torch.Tensor:
+    """The Slaney-normalised mel filterbank Whisper uses, shape ``(n_fft // 2 + 1, n_mels)``."""
+    from transformers.audio_utils import mel_filter_bank
+
+    bank = mel_filter_bank(
+        num_frequency_bins=1 + n_fft // 2,
+        num_mel_filters=n_mels,
+        min_frequency=0.0,
+        max_frequency=sample_rate / 2,
+        sampling_rate=sample_rate,
+        norm="slaney",
+        mel_scale="slaney",
+    )
+    return torch.from_numpy(np.asarray(bank, dtype=np.float32))
+
+
+def num_frames(num_samples: int | torch.Tensor) -> int | torch.Tensor:
+    """Valid log-mel frames for a clip of ``num_samples`` (one per hop; the last STFT frame is dropped)."""
+    return num_samples // HOP_LENGTH
+
+
+class LogMelExtractor:
+    """Callable turning a list of 16 kHz waveforms into ``(features (B, n_mels, T), lengths (B,))``."""
+
+    def __init__(self, n_mels: int = 128, sample_rate: int = SAMPLE_RATE) -> None:
+        self.n_mels = n_mels
+        self.sample_rate = sample_rate
+        self._filters = mel_filters(n_mels, sample_rate)
+        self._window = torch.hann_window(N_FFT, periodic=True)
+        self._cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._cache:
+            self._cache[device] = (self._filters.to(device), self._window.to(device))
+        return self._cache[device]
+
+    @torch.inference_mode()
+    def __call__(
+        self, waves: Sequence[np.ndarray | torch.Tensor], device: torch.device | str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(waves) == 0:
+            raise ValueError("no waveforms given")
+        device = torch.device(device or "cpu")
+        filters, window = self._on(device)
+        tensors = [pad_short(torch.as_tensor(w, dtype=torch.float32).reshape(-1)) for w in waves]
+        lengths = torch.tensor([num_frames(t.shape[0]) for t in tensors], dtype=torch.long)
+        pad = N_FFT // 2
+        framed = [
+            torch.nn.functional.pad(t.to(device)[None, None], (pad, pad), mode="reflect")[0, 0]
+            for t in tensors
+        ]
+        longest = max(f.shape[0] for f in framed)
+        batch = torch.zeros(len(framed), longest, device=device)
+        for row, f in enumerate(framed):
+            batch[row, : f.shape[0]] = f
+        spec = torch.stft(batch, N_FFT, HOP_LENGTH, window=window, center=False, return_complex=True)
+        power = spec[..., : int(lengths.max())].abs() ** 2
+        mel = (filters.T @ power).clamp_(min=1e-10).log10_()
+        valid = torch.arange(mel.shape[-1], device=device)[None, :] < lengths.to(device)[:, None]
+        peak = mel.masked_fill(~valid[:, None, :], float("-inf")).amax(dim=(1, 2), keepdim=True)
+        mel = torch.maximum(mel, peak - 8.0)
+        mel = (mel + 4.0) / 4.0
+        mel = mel.masked_fill(~valid[:, None, :], 0.0)
+        return mel.contiguous(), lengths.to(device)
+
+
+def pad_short(wave: torch.Tensor, min_samples: int = MIN_SAMPLES) -> torch.Tensor:
+    """Zero-pad clips too short for a single STFT frame (< ~12.5 ms) up to ``min_samples``."""
+    if wave.shape[0] >= min_samples:
+        return wave
+    return torch.nn.functional.pad(wave, (0, min_samples - wave.shape[0]))

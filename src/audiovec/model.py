@@ -1,0 +1,498 @@
+"""The embedding model: audio tower → projector → LLM backbone → pooling → L2-normalised vector.
+
+Text skips the first two stages and enters the same backbone through its tokenizer, so both modalities
+land in one space. Reads top to bottom like the data flow::
+
+    waveform ─ LogMelExtractor ─ AudioTower ─ Projector ─┐
+                                                        ├─ backbone(inputs_embeds) ─ pool ─ normalise
+    text ───── tokenizer ─ backbone token embeddings ───┘
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from audiovec import __version__
+from audiovec.audio import DEFAULT_WINDOW_SECONDS, SAMPLE_RATE, AudioSource, load_audio, window_spans
+from audiovec.errors import AudioDecodeError, CheckpointError, ConfigError, describe_source
+from audiovec.features import LogMelExtractor
+from audiovec.pooling import POOLING_MODES, pool
+from audiovec.serialization import atomic_directory, load_state_dict, save_state_dict
+from audiovec.towers import AudioTower, build_tower
+
+CONFIG_NAME = "config.json"
+ARCHITECTURE = "AudioTextEmbedder"
+
+
+class Projector(nn.Module):
+    """Tower tokens → backbone hidden size. Optionally averages ``downsample`` neighbouring tokens first
+    (masked), which shortens long sequences for backbones with few positions (BERT: 512)."""
+
+    def __init__(self, in_dim: int, out_dim: int, downsample: int = 1) -> None:
+        super().__init__()
+        if downsample < 1:
+            raise ConfigError(f"projector downsample must be >= 1, got {downsample}")
+        self.downsample = downsample
+        self.linear = nn.Linear(in_dim, out_dim)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.downsample > 1:
+            tokens, mask = _masked_avg_pool(tokens, mask, self.downsample)
+        return self.linear(tokens.to(self.linear.weight.dtype)), mask
+
+
+def _masked_avg_pool(tokens: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    batch, length, dim = tokens.shape
+    pad = (-length) % k
+    weights = mask.to(tokens.dtype)
+    if pad:
+        tokens = nn.functional.pad(tokens, (0, 0, 0, pad))
+        weights = nn.functional.pad(weights, (0, pad))
+    tokens = (tokens * weights[..., None]).reshape(batch, -1, k, dim).sum(2)
+    counts = weights.reshape(batch, -1, k).sum(2)
+    return tokens / counts.clamp(min=1.0)[..., None], counts > 0
+
+
+@dataclass
+class EmbedderConfig:
+    """Everything needed to rebuild the model's structure; serialised as ``config.json``."""
+
+    tower_kind: str
+    tower_config: dict[str, Any]
+    backbone_config: dict[str, Any]
+    projector_downsample: int = 1
+    pooling: str = "mean"
+    window_seconds: float = DEFAULT_WINDOW_SECONDS
+    text_max_length: int = 512
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "architecture": ARCHITECTURE,
+            "audiovec_version": __version__,
+            "tower": {"kind": self.tower_kind, "config": self.tower_config},
+            "projector": {"downsample": self.projector_downsample},
+            "backbone": {"config": self.backbone_config},
+            "pooling": self.pooling,
+            "normalize": True,
+            "features": {
+                "n_mels": int(self.tower_config.get("num_mel_bins", 128)),
+                "sample_rate": SAMPLE_RATE,
+                "window_seconds": self.window_seconds,
+            },
+            "text": {"max_length": self.text_max_length},
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str = CONFIG_NAME) -> EmbedderConfig:
+        if data.get("architecture") != ARCHITECTURE:
+            raise ConfigError(f"{source}: not an audiovec model (architecture={data.get('architecture')!r})")
+        try:
+            return cls(
+                tower_kind=data["tower"]["kind"],
+                tower_config=data["tower"]["config"],
+                backbone_config=data["backbone"]["config"],
+                projector_downsample=int(data.get("projector", {}).get("downsample", 1)),
+                pooling=data.get("pooling", "mean"),
+                window_seconds=float(data.get("features", {}).get("window_seconds", DEFAULT_WINDOW_SECONDS)),
+                text_max_length=int(data.get("text", {}).get("max_length", 512)),
+                extra=data.get("extra", {}),
+            )
+        except KeyError as exc:
+            raise ConfigError(f"{source}: missing field {exc}") from None
+
+
+def build_backbone(config: dict[str, Any] | Any) -> nn.Module:
+    """A transformers *base* model (no LM head) from its config dict or config object."""
+    from transformers import AutoModel
+
+    if isinstance(config, dict):
+        config = backbone_config_from_dict(config)
+    if not getattr(config, "_attn_implementation_internal", None):
+        config._attn_implementation = "sdpa"
+    backbone = AutoModel.from_config(config)
+    if getattr(backbone, "pooler", None) is not None:  # BERT-style pooler: unused, drop it
+        backbone.pooler = None
+    return backbone
+
+
+def backbone_config_from_dict(data: dict[str, Any]) -> Any:
+    from transformers import CONFIG_MAPPING
+
+    model_type = data.get("model_type")
+    if model_type not in CONFIG_MAPPING:
+        raise ConfigError(f"backbone config has unknown model_type {model_type!r}")
+    return CONFIG_MAPPING[model_type].from_dict({k: v for k, v in data.items() if k != "model_type"})
+
+
+@dataclass
+class EncodeResult:
+    """Vectors for every input (NaN rows where an input failed) and the failures by input index."""
+
+    vectors: np.ndarray
+    errors: dict[int, str]
+
+    @property
+    def ok(self) -> np.ndarray:
+        mask = np.ones(len(self.vectors), dtype=bool)
+        mask[list(self.errors)] = False
+        return mask
+
+
+class AudioTextEmbedder(nn.Module):
+    """Audio and text → one normalised vector each, in a shared space."""
+
+    def __init__(
+        self, config: EmbedderConfig, tower: AudioTower, backbone: nn.Module, tokenizer: Any
+    ) -> None:
+        super().__init__()
+        if config.pooling not in POOLING_MODES:
+            raise ConfigError(f"unknown pooling {config.pooling!r}; choose one of {POOLING_MODES}")
+        self.config = config
+        self.tower = tower
+        hidden = int(backbone.config.hidden_size)
+        self.projector = Projector(tower.output_dim, hidden, config.projector_downsample)
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.feature_extractor = LogMelExtractor(tower.n_mels)
+        self._check_positions()
+
+    # ------------------------------------------------------------------------------ construction
+    @classmethod
+    def from_parts(
+        cls,
+        tower: AudioTower,
+        backbone: nn.Module,
+        tokenizer: Any,
+        *,
+        pooling: str = "mean",
+        projector_downsample: int = 1,
+        window_seconds: float = DEFAULT_WINDOW_SECONDS,
+        text_max_length: int = 512,
+    ) -> AudioTextEmbedder:
+        """Assemble a model around an existing tower and backbone (weights kept; projector new)."""
+        config = EmbedderConfig(
+            tower_kind=tower.kind,
+            tower_config=_config_dict(tower.config),
+            backbone_config=_config_dict(backbone.config),
+            projector_downsample=projector_downsample,
+            pooling=pooling,
+            window_seconds=window_seconds,
+            text_max_length=text_max_length,
+        )
+        return cls(config, tower, backbone, tokenizer)
+
+    @classmethod
+    def from_config(cls, config: EmbedderConfig, tokenizer: Any) -> AudioTextEmbedder:
+        """Randomly initialised model of the given structure."""
+        return cls(
+            config,
+            build_tower(config.tower_kind, config.tower_config),
+            build_backbone(config.backbone_config),
+            tokenizer,
+        )
+
+    def _check_positions(self) -> None:
+        limit = getattr(self.backbone.config, "max_position_embeddings", None)
+        if not limit:
+            return
+        tokens = self.tower.tokens_per_second * self.config.window_seconds / self.config.projector_downsample
+        if tokens > limit:
+            raise ConfigError(
+                f"a {self.config.window_seconds:g} s window gives ~{tokens:.0f} audio tokens but the backbone has "
+                f"{limit} positions: raise projector_downsample or shorten window_seconds"
+            )
+
+    # ------------------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.projector.linear.weight.dtype
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.backbone.config.hidden_size)
+
+    # ------------------------------------------------------------------------------ tensors in, vectors out
+    def featurize(self, waves: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
+        features, lengths = self.feature_extractor(waves, device=self.device)
+        return {"features": features, "lengths": lengths}
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.config.text_max_length,
+            return_tensors="pt",
+        )
+        return {
+            "input_ids": batch["input_ids"].to(self.device),
+            "attention_mask": batch["attention_mask"].to(self.device),
+        }
+
+    def forward_audio(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        tokens, mask = self.tower(features, lengths)
+        embeds, mask = self.projector(tokens, mask)
+        return self._pool_backbone(embeds, mask)
+
+    def forward_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        embeds = self.backbone.get_input_embeddings()(input_ids)
+        return self._pool_backbone(embeds, attention_mask.bool())
+
+    def _pool_backbone(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = self.backbone(inputs_embeds=embeds.to(self.dtype), attention_mask=mask.long(), use_cache=False)
+        pooled = pool(out.last_hidden_state, mask, self.config.pooling)
+        return nn.functional.normalize(pooled.float(), dim=-1)
+
+    # ------------------------------------------------------------------------------ user-facing encoding
+    @torch.inference_mode()
+    def encode_text(
+        self, texts: str | Sequence[str], batch_size: int = 64, show_progress: bool = False
+    ) -> np.ndarray:
+        """Texts → ``(N, D)`` float32 unit vectors (one string → ``(D,)``)."""
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        if any(not isinstance(t, str) or not t.strip() for t in texts):
+            raise ValueError("encode_text needs non-empty strings")
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.embedding_dim), dtype=np.float32)
+        for start in _progress(range(0, len(order), batch_size), show_progress, "text"):
+            idx = order[start : start + batch_size]
+            out[idx] = self.forward_text(**self.tokenize([texts[i] for i in idx])).cpu().numpy()
+        return out[0] if single else out
+
+    def encode_audio(
+        self,
+        inputs: AudioSource | Sequence[AudioSource],
+        batch_size: int = 16,
+        show_progress: bool = False,
+        sample_rate: int | None = None,
+        on_error: str = "raise",
+    ) -> np.ndarray:
+        """Paths, bytes, file objects or arrays (given ``sample_rate``) → ``(N, D)`` unit vectors.
+
+        Clips longer than the window are cut into windows; window vectors are averaged weighted by their
+        duration, then normalised. With ``on_error="skip"`` failed inputs get NaN rows; use
+        :meth:`encode_audio_detailed` to also get the reasons.
+        """
+        single = _is_single(inputs)
+        result = self.encode_audio_detailed(
+            [inputs] if single else inputs, batch_size, show_progress, sample_rate, on_error
+        )
+        return result.vectors[0] if single else result.vectors
+
+    @torch.inference_mode()
+    def encode_audio_detailed(
+        self,
+        inputs: Iterable[AudioSource],
+        batch_size: int = 16,
+        show_progress: bool = False,
+        sample_rate: int | None = None,
+        on_error: str = "raise",
+        block_size: int = 256,
+        decode_workers: int = 2,
+    ) -> EncodeResult:
+        if on_error not in ("raise", "skip"):
+            raise ValueError("on_error must be 'raise' or 'skip'")
+        inputs = list(inputs)
+        vectors = np.full((len(inputs), self.embedding_dim), np.nan, dtype=np.float32)
+        errors: dict[int, str] = {}
+        bar = _progress(None, show_progress, "audio", total=len(inputs))
+
+        def decode(i: int) -> np.ndarray | AudioDecodeError:
+            try:
+                return load_audio(inputs[i], sample_rate)
+            except AudioDecodeError as exc:
+                return exc
+
+        with ThreadPoolExecutor(max_workers=max(1, decode_workers)) as pool_:
+            for block_start in range(0, len(inputs), block_size):
+                block = range(block_start, min(block_start + block_size, len(inputs)))
+                waves: dict[int, np.ndarray] = {}
+                for i, wave in zip(block, pool_.map(decode, block)):
+                    if isinstance(wave, AudioDecodeError):
+                        if on_error == "raise":
+                            raise wave
+                        errors[i] = str(wave)
+                    else:
+                        waves[i] = wave
+                for i, vec in self._embed_waves(waves, batch_size).items():
+                    vectors[i] = vec
+                if bar is not None:
+                    bar.update(len(block))
+        if bar is not None:
+            bar.close()
+        return EncodeResult(vectors, errors)
+
+    def _embed_waves(self, waves: dict[int, np.ndarray], batch_size: int) -> dict[int, np.ndarray]:
+        """Window, bucket by length, embed, and pool windows back per input (duration-weighted)."""
+        pieces: list[tuple[int, np.ndarray]] = []
+        for i, wave in waves.items():
+            for start, end in window_spans(wave.shape[0], self.config.window_seconds):
+                pieces.append((i, wave[start:end]))
+        pieces.sort(key=lambda p: p[1].shape[0])
+        sums: dict[int, np.ndarray] = {}
+        weights: dict[int, float] = {}
+        for start in range(0, len(pieces), batch_size):
+            chunk = pieces[start : start + batch_size]
+            vecs = self.forward_audio(**self.featurize([w for _, w in chunk])).cpu().numpy()
+            for (i, wave), vec in zip(chunk, vecs):
+                w = float(wave.shape[0])
+                sums[i] = sums.get(i, 0.0) + w * vec.astype(np.float64)
+                weights[i] = weights.get(i, 0.0) + w
+        out = {}
+        for i, total in sums.items():
+            out[i] = (total / max(np.linalg.norm(total), 1e-12)).astype(np.float32)
+        return out
+
+    @staticmethod
+    def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Cosine similarity matrix of two sets of vectors (normalised again for safety)."""
+        a = np.atleast_2d(np.asarray(a, dtype=np.float32))
+        b = np.atleast_2d(np.asarray(b, dtype=np.float32))
+        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+        return a @ b.T
+
+    # ------------------------------------------------------------------------------ persistence
+    def save_pretrained(self, path: str | os.PathLike, max_shard_size: str = "5GB") -> Path:
+        """Write config, safetensors weights and tokenizer to ``path`` atomically."""
+        path = Path(path)
+        with atomic_directory(path) as tmp:
+            (tmp / CONFIG_NAME).write_text(json.dumps(self.config.to_json(), indent=2, sort_keys=True) + "\n")
+            save_state_dict(self.state_dict(), tmp, max_shard_size=max_shard_size)
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(tmp)
+        return path
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        allow_pickle: bool = False,
+    ) -> AudioTextEmbedder:
+        """Load a folder written by :meth:`save_pretrained` (safetensors only unless ``allow_pickle``)."""
+        from transformers import AutoTokenizer
+
+        folder = resolve_model_dir(path)
+        config_file = folder / CONFIG_NAME
+        if not config_file.is_file():
+            raise CheckpointError(f"{folder}: no {CONFIG_NAME}; is this an audiovec model folder?")
+        try:
+            data = json.loads(config_file.read_text())
+        except ValueError as exc:
+            raise CheckpointError(f"{config_file}: invalid JSON ({exc})") from None
+        config = EmbedderConfig.from_json(data, str(config_file))
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        with _no_init():
+            model = cls.from_config(config, tokenizer)
+        state = load_state_dict(folder, allow_pickle=allow_pickle)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{folder}: weights do not match the config (missing: {missing[:5]}, unexpected: {unexpected[:5]})"
+            )
+        model.eval()
+        if dtype is not None:
+            model.to(dtype=_dtype(dtype))
+        if device is not None:
+            model.to(device)
+        return model
+
+
+def resolve_model_dir(path: str | os.PathLike) -> Path:
+    """A local folder as is; an ``org/name`` hub id is downloaded only when the user has network."""
+    folder = Path(path)
+    if folder.is_dir():
+        return folder
+    text = str(path)
+    if text.count("/") == 1 and not text.startswith((".", "/")) and not folder.exists():
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(text))
+        except Exception as exc:  # noqa: BLE001
+            raise CheckpointError(
+                f"{text}: not a local folder, and the hub download failed ({exc})"
+            ) from None
+    raise CheckpointError(f"{path}: model folder not found")
+
+
+def _dtype(value: torch.dtype | str) -> torch.dtype:
+    if isinstance(value, torch.dtype):
+        return value
+    names = {
+        "fp32": torch.float32,
+        "float32": torch.float32,
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+    }
+    if value not in names:
+        raise ConfigError(f"unknown dtype {value!r}; choose fp32, bf16 or fp16")
+    return names[value]
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    data = copy.deepcopy(config.to_dict())
+    data.pop("transformers_version", None)
+    data.pop("_attn_implementation_autoset", None)
+    return data
+
+
+def _no_init():
+    try:
+        from transformers.initialization import no_init_weights
+
+        return no_init_weights()
+    except ImportError:  # pragma: no cover - older transformers
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def _is_single(inputs: Any) -> bool:
+    if isinstance(inputs, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(inputs, "read"):
+        return True
+    if isinstance(inputs, np.ndarray) or (hasattr(inputs, "detach") and hasattr(inputs, "shape")):
+        return True
+    return False
+
+
+def _progress(iterable: Any, enabled: bool, desc: str, total: int | None = None) -> Any:
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    if iterable is None:
+        return tqdm(total=total, desc=desc, unit="clip")
+    return tqdm(iterable, desc=desc)
+
+
+__all__ = [
+    "AudioTextEmbedder",
+    "EmbedderConfig",
+    "EncodeResult",
+    "Projector",
+    "build_backbone",
+    "describe_source",
+]

@@ -1,0 +1,356 @@
+"""Tiny instances of the real transformers classes, for tests, examples and CI (seconds on a CPU).
+
+Nothing here is a mock: the towers are ``Qwen2_5OmniAudioEncoder`` / ``Qwen3OmniMoeAudioEncoder`` /
+``WhisperEncoder`` and the backbones ``Qwen2Model`` / ``Qwen3Model`` / ``BertModel``, only small. The
+tokenizer is a real ``PreTrainedTokenizerFast`` (WordPiece over a small English vocabulary, words it does not
+know fall back to letters), built offline and deterministically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from audiovec.model import AudioTextEmbedder, build_backbone
+from audiovec.towers import AudioTower, build_tower
+
+QWEN3_OMNI_AUDIO_TINY = dict(
+    num_mel_bins=128,
+    encoder_layers=2,
+    encoder_attention_heads=4,
+    encoder_ffn_dim=128,
+    d_model=64,
+    output_dim=64,
+    downsample_hidden_size=32,
+    n_window=50,
+    n_window_infer=800,
+    conv_chunksize=500,
+    max_source_positions=1500,
+)
+QWEN25_OMNI_AUDIO_TINY = dict(
+    num_mel_bins=128,
+    encoder_layers=2,
+    encoder_attention_heads=4,
+    encoder_ffn_dim=128,
+    d_model=64,
+    output_dim=64,
+    n_window=100,
+    max_source_positions=1500,
+)
+WHISPER_TINY = dict(
+    num_mel_bins=80,
+    encoder_layers=2,
+    encoder_attention_heads=4,
+    encoder_ffn_dim=128,
+    d_model=64,
+    decoder_layers=1,
+    decoder_attention_heads=4,
+    decoder_ffn_dim=128,
+    max_source_positions=1500,
+    vocab_size=100,
+    max_target_positions=64,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+    decoder_start_token_id=3,
+)
+QWEN2_TINY = dict(
+    model_type="qwen2",
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=128,
+    vocab_size=1000,
+    max_position_embeddings=2048,
+    tie_word_embeddings=True,
+)
+QWEN3_TINY = dict(QWEN2_TINY, model_type="qwen3", head_dim=16)
+BERT_TINY = dict(
+    model_type="bert",
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=128,
+    vocab_size=1000,
+    max_position_embeddings=512,
+)
+TOWER_CONFIGS = {
+    "qwen3_omni": QWEN3_OMNI_AUDIO_TINY,
+    "qwen2_5_omni": QWEN25_OMNI_AUDIO_TINY,
+    "whisper": WHISPER_TINY,
+}
+BACKBONE_CONFIGS = {"qwen2": QWEN2_TINY, "qwen3": QWEN3_TINY, "bert": BERT_TINY}
+
+_WORDS = [
+    "a",
+    "an",
+    "the",
+    "and",
+    "or",
+    "of",
+    "in",
+    "on",
+    "at",
+    "to",
+    "with",
+    "without",
+    "from",
+    "by",
+    "for",
+    "over",
+    "under",
+    "near",
+    "after",
+    "before",
+    "while",
+    "then",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "being",
+    "been",
+    "it",
+    "this",
+    "that",
+    "these",
+    "those",
+    "there",
+    "here",
+    "some",
+    "many",
+    "few",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "zero",
+    "man",
+    "woman",
+    "men",
+    "women",
+    "boy",
+    "girl",
+    "child",
+    "children",
+    "person",
+    "people",
+    "voice",
+    "voices",
+    "speaking",
+    "saying",
+    "says",
+    "said",
+    "talking",
+    "speech",
+    "speaks",
+    "whisper",
+    "whispering",
+    "shouting",
+    "singing",
+    "sings",
+    "song",
+    "music",
+    "musical",
+    "playing",
+    "plays",
+    "played",
+    "instrument",
+    "piano",
+    "guitar",
+    "violin",
+    "cello",
+    "flute",
+    "trumpet",
+    "drum",
+    "drums",
+    "bass",
+    "organ",
+    "bell",
+    "bells",
+    "chime",
+    "high",
+    "low",
+    "slow",
+    "fast",
+    "quick",
+    "quickly",
+    "loud",
+    "quiet",
+    "soft",
+    "softly",
+    "melody",
+    "chord",
+    "chords",
+    "note",
+    "notes",
+    "dog",
+    "dogs",
+    "barking",
+    "bark",
+    "cat",
+    "meowing",
+    "bird",
+    "birds",
+    "chirping",
+    "siren",
+    "alarm",
+    "beep",
+    "beeps",
+    "click",
+    "clicks",
+    "ticking",
+    "clock",
+    "engine",
+    "car",
+    "cars",
+    "motor",
+    "hum",
+    "humming",
+    "wind",
+    "rain",
+    "raining",
+    "heavy",
+    "light",
+    "water",
+    "stream",
+    "knock",
+    "knocking",
+    "door",
+    "footsteps",
+    "noise",
+    "sound",
+    "sounds",
+    "tone",
+    "tones",
+    "pulse",
+    "background",
+    "distant",
+    "close",
+    "english",
+    "french",
+    "german",
+    "spanish",
+    "italian",
+    "accent",
+    "accented",
+    "american",
+    "greek",
+    "belgian",
+    "turn",
+    "off",
+    "on",
+    "lights",
+    "open",
+    "close",
+    "stop",
+    "go",
+    "yes",
+    "no",
+    "hello",
+    "goodbye",
+    "thanks",
+    "please",
+    "followed",
+    "by",
+    "then",
+    "during",
+    "mixture",
+    "scene",
+    "street",
+    "city",
+    "room",
+    "outside",
+    "inside",
+]
+
+
+def tiny_tokenizer() -> Any:
+    """A real fast WordPiece tokenizer (< 1000 tokens): special tokens, letters, digits, common words."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)]
+    punct = list(".,!?'\"-:;()")
+    vocab_list = (
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + letters + ["##" + c for c in letters] + punct
+    )
+    vocab_list += [w for w in dict.fromkeys(_WORDS) if w not in vocab_list]
+    vocab = {tok: i for i, tok in enumerate(vocab_list)}
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizers.Sequence(
+        [normalizers.NFD(), normalizers.Lowercase(), normalizers.StripAccents()]
+    )
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+    )
+    tok.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
+    )
+
+
+def tiny_tower(kind: str = "qwen3_omni", seed: int = 0) -> AudioTower:
+    torch.manual_seed(seed)
+    return build_tower(kind, dict(TOWER_CONFIGS[kind])).eval()
+
+
+def tiny_backbone(kind: str = "qwen2", seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_backbone(dict(BACKBONE_CONFIGS[kind])).eval()
+
+
+def tiny_embedder(
+    tower: str = "qwen3_omni", backbone: str = "qwen2", seed: int = 0, **kwargs: Any
+) -> AudioTextEmbedder:
+    """A complete tiny model with random weights (deterministic for a seed)."""
+    t = tiny_tower(tower, seed)
+    b = tiny_backbone(backbone, seed + 1)
+    torch.manual_seed(seed + 2)
+    if backbone == "bert" and "window_seconds" not in kwargs and "projector_downsample" not in kwargs:
+        kwargs["projector_downsample"] = 4  # 30 s of Whisper/Qwen tokens must fit BERT's 512 positions
+    return AudioTextEmbedder.from_parts(t, b, tiny_tokenizer(), **kwargs).eval()
+
+
+def save_tiny_embedder(path: str | os.PathLike, **kwargs: Any) -> Path:
+    """Build :func:`tiny_embedder` and save it in the real on-disk layout."""
+    return tiny_embedder(**kwargs).save_pretrained(path)
+
+
+def _fsdd_dir() -> Path:
+    env = os.environ.get("AUDIOVEC_FSDD")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent.parent / "shared" / "data" / "fsdd" / "recordings"
+        if candidate.is_dir():
+            return candidate
+    return Path("/work/shared/data/fsdd/recordings")
+
+
+FSDD_DIR: Path = _fsdd_dir()
+
+
+def fsdd_files(n: int | None = None, digits: str = "0123456789") -> list[Path]:
+    """Sorted FSDD recordings (real 8 kHz speech), optionally the first ``n``."""
+    files = sorted(p for p in FSDD_DIR.glob("*.wav") if p.name[0] in digits)
+    return files[:n] if n is not None else files

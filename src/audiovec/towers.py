@@ -1,0 +1,197 @@
+"""One interface over the real transformers audio encoders.
+
+Each :class:`AudioTower` holds the transformers module as ``self.encoder`` (weights keep their original
+names under it) and turns a padded batch ``features (B, n_mels, T), lengths (B,)`` into padded tokens
+``(B, N, D)`` plus a boolean mask. What differs per encoder is only how the batch is handed over:
+
+- Qwen2.5-Omni / Qwen3-Omni encoders take a *packed* ``(n_mels, sum of valid frames)`` input plus
+  ``feature_lens`` and return packed tokens; their attention is windowed per clip, so packing costs no
+  padding and clips never see each other. Qwen2.5-Omni emits 25 tokens/s, Qwen3-Omni 13 tokens/s (the
+  seed's "about 150 tokens per second" matches neither implementation).
+- Whisper's encoder insists on exactly 3000 frames in its ``forward``; we run its own submodules on the
+  valid length instead (positions sliced, padded keys masked), 50 tokens/s.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from audiovec.errors import ConfigError
+
+
+class AudioTower(nn.Module):
+    """Base class: a transformers audio encoder behind ``forward(features, lengths) -> (tokens, mask)``."""
+
+    kind: ClassVar[str]
+    tokens_per_second: ClassVar[float]
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    @property
+    def config(self) -> Any:
+        return self.encoder.config
+
+    @property
+    def n_mels(self) -> int:
+        return int(self.config.num_mel_bins)
+
+    @property
+    def output_dim(self) -> int:
+        return int(self.config.output_dim)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+def _pack(features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``(B, M, T)`` padded → ``(M, sum(lengths))`` packed, in batch order."""
+    valid = torch.arange(features.shape[-1], device=features.device)[None, :] < lengths[:, None]
+    return features.transpose(1, 2)[valid].T
+
+
+def _unpack(packed: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sum(lengths), D)`` packed → ``(B, max(lengths), D)`` padded + mask."""
+    mask = torch.arange(int(lengths.max()), device=packed.device)[None, :] < lengths[:, None]
+    out = packed.new_zeros(lengths.shape[0], mask.shape[1], packed.shape[-1])
+    out[mask] = packed
+    return out, mask
+
+
+class _PackedOmniTower(AudioTower):
+    """Shared logic of the Qwen omni encoders (packed input, per-clip windowed attention)."""
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = lengths.to(features.device)
+        packed = _pack(features, lengths).to(self._dtype())
+        out = self.encoder(input_features=packed, feature_lens=lengths).last_hidden_state
+        return _unpack(out, self.output_lengths(lengths))
+
+    def _dtype(self) -> torch.dtype:
+        return next(self.encoder.parameters()).dtype
+
+
+class Qwen25OmniTower(_PackedOmniTower):
+    kind = "qwen2_5_omni"
+    tokens_per_second = 25.0
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__(encoder)
+        # Present in the checkpoint, used by no forward pass: keep it (for faithful weights) but frozen,
+        # so DDP and optimisers never see a parameter without a gradient.
+        bos_eos = getattr(encoder, "audio_bos_eos_token", None)
+        if bos_eos is not None:
+            bos_eos.requires_grad_(False)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        after_conv = (lengths - 1) // 2 + 1
+        return (after_conv - 2) // 2 + 1
+
+
+class Qwen3OmniTower(_PackedOmniTower):
+    kind = "qwen3_omni"
+    tokens_per_second = 13.0
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import (
+            _get_feat_extract_output_lengths,
+        )
+
+        return _get_feat_extract_output_lengths(lengths, n_window=self.config.n_window)
+
+
+class WhisperTower(AudioTower):
+    kind = "whisper"
+    tokens_per_second = 50.0
+
+    @property
+    def output_dim(self) -> int:
+        return int(self.config.d_model)
+
+    @property
+    def max_frames(self) -> int:
+        enc = self.encoder
+        return int(self.config.max_source_positions * enc.conv1.stride[0] * enc.conv2.stride[0])
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return (lengths - 1) // 2 + 1
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if features.shape[-1] > self.max_frames:
+            raise ValueError(
+                f"Whisper takes at most {self.max_frames} frames (30 s); got {features.shape[-1]}"
+            )
+        enc = self.encoder
+        lengths = lengths.to(features.device)
+        frame_mask = torch.arange(features.shape[-1], device=features.device)[None, :] < lengths[:, None]
+        x = features.to(enc.conv1.weight.dtype) * frame_mask[:, None, :]
+        x = nn.functional.gelu(enc.conv1(x)) * frame_mask[:, None, :]  # padding stays zero, as when alone
+        x = nn.functional.gelu(enc.conv2(x)).transpose(1, 2)
+        x = x + enc.embed_positions.weight[: x.shape[1]].to(x.dtype)
+        x = nn.functional.dropout(x, p=enc.dropout, training=self.training)
+        out_lengths = self.output_lengths(lengths)
+        mask = torch.arange(x.shape[1], device=x.device)[None, :] < out_lengths[:, None]
+        additive = torch.zeros(mask.shape, dtype=x.dtype, device=x.device)
+        additive = additive.masked_fill(~mask, torch.finfo(x.dtype).min)[:, None, None, :]
+        for layer in enc.layers:
+            x = layer(x, additive)
+            if isinstance(x, tuple):
+                x = x[0]
+        x = enc.layer_norm(x)
+        return x * mask[..., None], mask
+
+
+TOWER_KINDS: dict[str, type[AudioTower]] = {
+    Qwen25OmniTower.kind: Qwen25OmniTower,
+    Qwen3OmniTower.kind: Qwen3OmniTower,
+    WhisperTower.kind: WhisperTower,
+}
+
+
+def encoder_class(kind: str) -> tuple[type, type]:
+    """The transformers ``(EncoderClass, ConfigClass)`` for a tower kind."""
+    if kind == "qwen2_5_omni":
+        from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import Qwen2_5OmniAudioEncoderConfig
+        from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import Qwen2_5OmniAudioEncoder
+
+        return Qwen2_5OmniAudioEncoder, Qwen2_5OmniAudioEncoderConfig
+    if kind == "qwen3_omni":
+        from transformers.models.qwen3_omni_moe.configuration_qwen3_omni_moe import (
+            Qwen3OmniMoeAudioEncoderConfig,
+        )
+        from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import Qwen3OmniMoeAudioEncoder
+
+        return Qwen3OmniMoeAudioEncoder, Qwen3OmniMoeAudioEncoderConfig
+    if kind == "whisper":
+        from transformers import WhisperConfig
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        return WhisperEncoder, WhisperConfig
+    raise ConfigError(f"unknown audio tower kind {kind!r}; known: {', '.join(TOWER_KINDS)}")
+
+
+def build_tower(kind: str, config: dict | Any) -> AudioTower:
+    """Instantiate a tower of ``kind`` from its transformers config (a dict or config object)."""
+    encoder_cls, config_cls = encoder_class(kind)
+    if isinstance(config, dict):
+        config = dict(config)
+        config.pop("model_type", None)
+        config.pop("transformers_version", None)
+        config = config_cls(**config)
+    if not getattr(config, "_attn_implementation_internal", None):
+        config._attn_implementation = "sdpa"
+    return wrap_encoder(kind, encoder_cls(config))
+
+
+def wrap_encoder(kind: str, encoder: nn.Module) -> AudioTower:
+    """Put an already-built transformers encoder behind the tower interface."""
+    if kind not in TOWER_KINDS:
+        raise ConfigError(f"unknown audio tower kind {kind!r}; known: {', '.join(TOWER_KINDS)}")
+    return TOWER_KINDS[kind](encoder)
