@@ -473,9 +473,7 @@ def _no_init():
 def _is_single(inputs: Any) -> bool:
     if isinstance(inputs, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(inputs, "read"):
         return True
-    if isinstance(inputs, np.ndarray) or (hasattr(inputs, "detach") and hasattr(inputs, "shape")):
-        return True
-    return False
+    return isinstance(inputs, np.ndarray) or (hasattr(inputs, "detach") and hasattr(inputs, "shape"))
 
 
 def _progress(iterable: Any, enabled: bool, desc: str, total: int | None = None) -> Any:
