@@ -1,0 +1,125 @@
+"""``audiovec data``: prepare manifests from official dataset layouts, inspect and filter them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from audiovec.data.prepare import DATASETS
+
+    parser = subparsers.add_parser("data", help="prepare and inspect training manifests")
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+    prep = sub.add_parser(
+        "prepare",
+        help="build a manifest from a dataset's official download",
+        description="Read a dataset in its official on-disk layout and write a JSONL manifest.",
+    )
+    prep.add_argument("name", choices=DATASETS, metavar="NAME", help=f"one of: {', '.join(DATASETS)}")
+    prep.add_argument("--src", required=True, help="folder holding the dataset as distributed")
+    prep.add_argument("--out", required=True, help="manifest to write (.jsonl)")
+    prep.add_argument(
+        "--split",
+        action="append",
+        dest="splits",
+        metavar="SPLIT",
+        help="split(s) to include (repeatable); default: the training splits, never a test split",
+    )
+    prep.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="manifest or id list whose clips must not appear (repeatable)",
+    )
+    prep.add_argument("--exclude-by-hash", action="store_true", help="also exclude identical audio bytes")
+    prep.add_argument("--no-durations", action="store_true", help="do not read durations from file headers")
+    prep.add_argument("--strict", action="store_true", help="fail on the first listed clip without audio")
+    prep.set_defaults(func=_prepare)
+
+    stats = sub.add_parser("stats", help="validate a manifest and print counts")
+    stats.add_argument("manifest")
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+    stats.add_argument("--no-check-files", action="store_true", help="do not check that audio files exist")
+    stats.set_defaults(func=_stats)
+
+    excl = sub.add_parser("exclude", help="drop rows of a manifest that appear in exclusion files")
+    excl.add_argument("manifest")
+    excl.add_argument("--exclude", action="append", required=True, metavar="FILE")
+    excl.add_argument("--exclude-by-hash", action="store_true")
+    excl.add_argument("--out", required=True)
+    excl.set_defaults(func=_exclude)
+
+    nli = sub.add_parser("nli", help="text pairs for modality transfer from SNLI/MultiNLI JSONL files")
+    nli.add_argument("inputs", nargs="+", help="official *_train.jsonl files")
+    nli.add_argument("--out", required=True, help="text-pair JSONL to write")
+    nli.add_argument(
+        "--require-negative", action="store_true", help="keep only triplets with a contradiction"
+    )
+    nli.set_defaults(func=_nli)
+
+    try:
+        from audiovec.data.synth.cli import register as register_synth
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("audiovec.data.synth"):
+            raise
+    else:
+        register_synth(sub)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from audiovec.data.manifest import manifest_stats
+    from audiovec.data.prepare import prepare_dataset
+
+    rows = prepare_dataset(
+        args.name,
+        args.src,
+        args.out,
+        splits=args.splits,
+        exclude=args.exclude,
+        exclude_by_hash=args.exclude_by_hash,
+        durations=not args.no_durations,
+        strict=args.strict,
+    )
+    stats = manifest_stats(rows, check_files=False)
+    print(
+        f"{args.out}: {stats['rows']} clips, {stats['captions']} captions, {stats['hours']} h, splits {stats['splits']}"
+    )
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from audiovec.data.manifest import manifest_stats, read_manifest
+
+    stats = manifest_stats(read_manifest(args.manifest), check_files=not args.no_check_files)
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        width = max(len(k) for k in stats)
+        for key, value in stats.items():
+            print(f"{key:<{width}}  {value}")
+    return 1 if stats.get("missing_audio") else 0
+
+
+def _exclude(args: argparse.Namespace) -> int:
+    from audiovec.data.exclude import apply_exclusions
+    from audiovec.data.manifest import read_manifest, write_manifest
+
+    kept, dropped = apply_exclusions(read_manifest(args.manifest), args.exclude, by_hash=args.exclude_by_hash)
+    write_manifest(kept, args.out)
+    print(f"{args.out}: kept {len(kept)}, excluded {len(dropped)}")
+    return 0
+
+
+def _nli(args: argparse.Namespace) -> int:
+    from audiovec.data.text_pairs import nli_to_pairs, write_text_pairs
+
+    count = write_text_pairs(nli_to_pairs(args.inputs, require_negative=args.require_negative), args.out)
+    print(f"{args.out}: {count} text pairs")
+    return 0

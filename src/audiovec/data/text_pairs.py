@@ -1,0 +1,146 @@
+"""Text-only pairs for modality transfer: JSONL ``{"anchor", "positive", "negative"?}`` (NLI/FEVER style).
+
+The seed's text-only transfer fine-tunes on MultiNLI, SNLI, FEVER and SciFact pairs and relies on the
+model's pretrained cross-modal alignment. :func:`nli_to_pairs` converts the official SNLI/MultiNLI JSONL
+(``sentence1, sentence2, gold_label``) into triplets: premise, an entailed hypothesis, a contradiction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from audiovec.errors import DataError
+
+Pair = dict[str, Any]
+
+
+def validate_pair(obj: object, where: str) -> Pair:
+    """Check one text-pair row; ``where`` names the file and line in errors."""
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    for key in ("anchor", "positive"):
+        value = obj.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise DataError(f"{where}: {key!r} must be a non-empty string, got {value!r}")
+    negative = obj.get("negative")
+    if negative is not None and (not isinstance(negative, str) or not negative.strip()):
+        raise DataError(f"{where}: 'negative' must be a non-empty string when given, got {negative!r}")
+    return dict(obj)
+
+
+def read_text_pairs(path: str | os.PathLike) -> list[Pair]:
+    """All rows of a text-pair JSONL file (blank lines skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: text-pair file not found")
+    rows: list[Pair] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+            rows.append(validate_pair(obj, f"{path}:{number}"))
+    return rows
+
+
+def write_text_pairs(rows: Iterable[Pair], path: str | os.PathLike) -> int:
+    """Validate and write rows atomically; returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for row in rows:
+                count += 1
+                handle.write(
+                    json.dumps(validate_pair(row, f"{path} (row {count})"), ensure_ascii=False) + "\n"
+                )
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
+
+
+def nli_to_pairs(paths: Iterable[str | os.PathLike], *, require_negative: bool = False) -> list[Pair]:
+    """Triplets from SNLI/MultiNLI JSONL: one per (premise, entailed hypothesis), plus a contradiction.
+
+    Rows whose ``gold_label`` is ``-`` (no annotator consensus) are ignored. Deterministic: for each
+    premise the first contradiction (in file order) is paired with every entailment.
+    """
+    groups: dict[str, dict[str, list[str]]] = {}
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: NLI file not found")
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+                premise, hypothesis = obj.get("sentence1"), obj.get("sentence2")
+                label = obj.get("gold_label")
+                if not isinstance(premise, str) or not isinstance(hypothesis, str):
+                    raise DataError(f"{path}:{number}: expected 'sentence1' and 'sentence2' strings")
+                if (
+                    label not in ("entailment", "contradiction")
+                    or not premise.strip()
+                    or not hypothesis.strip()
+                ):
+                    continue
+                group = groups.setdefault(premise.strip(), {"entailment": [], "contradiction": []})
+                group[label].append(hypothesis.strip())
+    pairs: list[Pair] = []
+    for premise, group in groups.items():
+        negative = group["contradiction"][0] if group["contradiction"] else None
+        if negative is None and require_negative:
+            continue
+        for positive in dict.fromkeys(group["entailment"]):
+            pair: Pair = {"anchor": premise, "positive": positive, "source": "nli"}
+            if negative is not None:
+                pair["negative"] = negative
+            pairs.append(pair)
+    return pairs
+
+
+class TextPairDataset(Dataset):
+    """Rows of a text-pair file; ``collate_text_pairs`` batches them."""
+
+    def __init__(self, source: str | os.PathLike | list[Pair]) -> None:
+        self.rows = (
+            [validate_pair(r, f"row {i}") for i, r in enumerate(source)]
+            if isinstance(source, list)
+            else read_text_pairs(source)
+        )
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> Pair:
+        return self.rows[index]
+
+
+def collate_text_pairs(rows: list[Pair]) -> dict[str, Any]:
+    """``anchors``/``positives`` lists; ``negatives`` (None where absent) with a ``has_negative`` mask."""
+    negatives = [row.get("negative") for row in rows]
+    return {
+        "anchors": [row["anchor"] for row in rows],
+        "positives": [row["positive"] for row in rows],
+        "negatives": negatives,
+        "has_negative": torch.tensor([n is not None for n in negatives], dtype=torch.bool),
+    }
