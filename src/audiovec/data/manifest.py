@@ -57,7 +57,7 @@ def validate_row(obj: object, where: str) -> Row:
 def resolve_audio(audio: str, base: Path) -> str:
     """The absolute path of ``audio`` given the manifest folder ``base``."""
     path = Path(os.path.expanduser(audio))
-    return str(path if path.is_absolute() else (base / path))
+    return os.path.normpath(path if path.is_absolute() else (base / path))
 
 
 def iter_manifest(path: str | os.PathLike, *, resolve: bool = True) -> Iterator[Row]:
@@ -100,17 +100,18 @@ def read_manifest(path: str | os.PathLike, *, resolve: bool = True, unique_ids: 
 
 
 def _portable_audio(audio: str, base: Path) -> str:
-    path = Path(audio)
+    """Relative to ``base`` when the file lies inside it (the tree can then move as a whole), else as is."""
+    path = Path(os.path.normpath(audio))
     if not path.is_absolute():
         return audio
     try:
-        return os.path.relpath(path, base)
-    except ValueError:  # another drive on Windows
+        return path.relative_to(base).as_posix()
+    except ValueError:
         return str(path)
 
 
 def write_manifest(rows: Iterable[Row], path: str | os.PathLike, *, relative: bool = True) -> int:
-    """Write rows atomically (temp file + rename); absolute audio paths become relative to the folder.
+    """Write rows atomically (temp file + rename); audio inside the manifest's folder is made relative.
 
     Every row is validated first. Returns the number of rows written.
     """
