@@ -287,7 +287,7 @@ class AudioTextEmbedder(nn.Module):
     ) -> np.ndarray:
         """Paths, bytes, file objects or arrays (given ``sample_rate``) → ``(N, D)`` unit vectors.
 
-        Clips longer than the window are cut into windows; window vectors are averaged weighted by their
+        ``sample_rate`` applies to the array inputs only. Clips longer than the window are cut into windows; window vectors are averaged weighted by their
         duration, then normalised. With ``on_error="skip"`` failed inputs get NaN rows; use
         :meth:`encode_audio_detailed` to also get the reasons.
         """
@@ -317,7 +317,8 @@ class AudioTextEmbedder(nn.Module):
 
         def decode(i: int) -> np.ndarray | AudioDecodeError:
             try:
-                return load_audio(inputs[i], sample_rate)
+                item = inputs[i]
+                return load_audio(item, sample_rate if _is_array(item) else None)
             except AudioDecodeError as exc:
                 return exc
 
@@ -470,10 +471,14 @@ def _no_init():
         return contextlib.nullcontext()
 
 
+def _is_array(item: Any) -> bool:
+    return isinstance(item, np.ndarray) or (hasattr(item, "detach") and hasattr(item, "shape"))
+
+
 def _is_single(inputs: Any) -> bool:
     if isinstance(inputs, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(inputs, "read"):
         return True
-    return isinstance(inputs, np.ndarray) or (hasattr(inputs, "detach") and hasattr(inputs, "shape"))
+    return _is_array(inputs)
 
 
 def _progress(iterable: Any, enabled: bool, desc: str, total: int | None = None) -> Any:

@@ -1,0 +1,5 @@
+import sys
+
+from audiovec.cli import main
+
+sys.exit(main())

@@ -1,0 +1,106 @@
+"""``audiovec encode MODEL FILE_OR_DIR... --out vectors.npy``: embed audio files, skip and report bad ones.
+
+Under ``torchrun`` each rank embeds its share of the files; rank 0 gathers the shards into one output in the
+original file order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("encode", help="embed audio files into a .npy matrix (+ ids)")
+    p.add_argument("model", help="model folder (audiovec save_pretrained layout)")
+    p.add_argument("inputs", nargs="+", help="audio files or folders (searched recursively)")
+    p.add_argument("--out", required=True, type=Path, help="output .npy (float32, one row per good file)")
+    p.add_argument("--ids", type=Path, help="output ids file (JSON lines; default: OUT with .ids.jsonl)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from audiovec.discovery import find_audio_files
+    from audiovec.model import AudioTextEmbedder
+
+    files = find_audio_files(args.inputs)
+    if not files:
+        print("audiovec encode: no audio files found", file=sys.stderr)
+        return 1
+    rank, world = _init_distributed()
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and world > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    model = AudioTextEmbedder.from_pretrained(args.model, device=device, dtype=args.dtype)
+    mine = list(range(rank, len(files), world))
+    result = model.encode_audio_detailed(
+        [str(files[i]) for i in mine],
+        batch_size=args.batch_size,
+        show_progress=not args.no_progress and rank == 0,
+        on_error="skip",
+    )
+    errors = {mine[i]: msg for i, msg in result.errors.items()}
+    vectors = {mine[i]: result.vectors[i] for i in range(len(mine)) if i not in result.errors}
+    if world > 1:
+        vectors, errors = _gather(vectors, errors, rank, world)
+        if rank != 0:
+            return 0
+    return _write(args, files, vectors, errors)
+
+
+def _write(args: argparse.Namespace, files: list[Path], vectors: dict, errors: dict) -> int:
+    good = sorted(vectors)
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    matrix = np.stack([vectors[i] for i in good]) if good else np.zeros((0, 0), np.float32)
+    tmp = out.with_name(out.name + ".tmp.npy")
+    np.save(tmp, matrix.astype(np.float32))
+    os.replace(tmp, out)
+    ids_path = args.ids or out.with_suffix(".ids.jsonl")
+    ids_path.write_text(
+        "".join(json.dumps({"row": r, "path": str(files[i])}) + "\n" for r, i in enumerate(good))
+    )
+    for i in sorted(errors):
+        print(f"skipped: {errors[i]}", file=sys.stderr)
+    print(
+        f"encoded {len(good)} of {len(files)} files -> {out} ({matrix.shape[-1] if good else 0}-d), ids -> {ids_path}"
+        + (f"; {len(errors)} failed (listed above)" if errors else ""),
+        file=sys.stderr,
+    )
+    return 1 if errors else 0
+
+
+def _init_distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _gather(vectors: dict, errors: dict, rank: int, world: int) -> tuple[dict, dict]:
+    import torch.distributed as dist
+
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, (vectors, errors))
+    all_vectors: dict = {}
+    all_errors: dict = {}
+    for v, e in gathered:
+        all_vectors.update(v)
+        all_errors.update(e)
+    dist.destroy_process_group()
+    return all_vectors, all_errors

@@ -1,0 +1,30 @@
+"""Shared fixtures: real FSDD recordings and tiny models built from the real transformers classes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from audiovec.testing import FSDD_DIR, fsdd_files, save_tiny_embedder
+
+
+@pytest.fixture(scope="session")
+def fsdd_dir() -> Path:
+    if not FSDD_DIR.is_dir():
+        pytest.fail(f"FSDD recordings not found at {FSDD_DIR} (set AUDIOVEC_FSDD)")
+    return FSDD_DIR
+
+
+@pytest.fixture(scope="session")
+def fsdd_clips(fsdd_dir: Path) -> list[Path]:
+    """Twelve real recordings: two per digit 0-5, several speakers."""
+    files = fsdd_files()
+    picked = [f for f in files if f.stem.split("_")[2] in {"0", "1"} and f.name[0] in "012345"]
+    return sorted(picked)[:12]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen3-Omni-tower + Qwen2-backbone model saved in the real layout."""
+    return save_tiny_embedder(tmp_path_factory.mktemp("models") / "tiny-qwen3omni-qwen2")
