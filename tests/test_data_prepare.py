@@ -413,3 +413,26 @@ def test_cli_prepare_with_exclusion_across_datasets(
     wave = load_audio(rows[0]["audio"])
     assert wave.dtype == np.float32 and wave.size > 1000
     assert main(["data", "prepare", "clotho", "--src", str(tmp_path / "empty"), "--out", str(out)]) == 1
+
+
+def test_read_csv_keeps_quoted_newlines_and_latin1(tmp_path: Path) -> None:
+    from audiovec.data.prepare.common import read_csv
+
+    path = tmp_path / "c.csv"
+    path.write_text('file_name,caption_1\n"a.wav","first line\nsecond, line"\n', encoding="utf-8")
+    assert read_csv(path) == [{"file_name": "a.wav", "caption_1": "first line\nsecond, line"}]
+    path.write_bytes("file_name,keywords\nb.wav,caf\xe9\n".encode("latin-1"))
+    assert read_csv(path, required=["keywords"])[0]["keywords"] == "caf\xe9"
+    with pytest.raises(DataError, match="missing column"):
+        read_csv(path, required=["sound_id"])
+
+
+def test_cli_accepts_dataset_name_aliases(tmp_path: Path, fsdd_clips: list[Path]) -> None:
+    root = _audioset(tmp_path / "audioset", fsdd_clips)
+    out = tmp_path / "m.jsonl"
+    assert (
+        main(["data", "prepare", "AudioSetStrong", "--src", str(root), "--out", str(out), "--no-durations"])
+        == 0
+    )
+    assert all("duration" not in row for row in read_manifest(out))
+    assert main(["data", "prepare", "esc50", "--src", str(root), "--out", str(out)]) == 1

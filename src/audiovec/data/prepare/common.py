@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import re
@@ -115,7 +116,7 @@ def read_csv(path: Path, *, delimiter: str = ",", required: Sequence[str] = ()) 
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         text = path.read_text(encoding="latin-1")
-    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     missing = [c for c in required if c not in (reader.fieldnames or [])]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}; found {reader.fieldnames}")
