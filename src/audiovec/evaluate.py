@@ -129,7 +129,7 @@ def text_key(text: str) -> str:
     return "t:" + hashlib.sha1(text.encode()).hexdigest()
 
 
-def _encode_audio_refs(model: Embedder, refs: Sequence[AudioRef], batch_size: int) -> np.ndarray:
+def encode_audio_refs(model: Embedder, refs: Sequence[AudioRef], batch_size: int) -> np.ndarray:
     """Files and bytes go straight to the model; (wave, rate) pairs are resampled to 16 kHz first."""
     from audiovec.audio import SAMPLE_RATE, load_audio
 
@@ -192,7 +192,7 @@ def embed_set(
     akeys = [audio_key(r) for r in data.audio]
     tkeys = [text_key(t) for t in data.texts]
     audio, n_audio = _cached(
-        akeys, lambda idx: _encode_audio_refs(model, [data.audio[i] for i in idx], audio_batch_size), cache
+        akeys, lambda idx: encode_audio_refs(model, [data.audio[i] for i in idx], audio_batch_size), cache
     )
     text, n_text = _cached(
         tkeys, lambda idx: model.encode_text([data.texts[i] for i in idx], batch_size=text_batch_size), cache

@@ -91,9 +91,9 @@ class MtebEncoder:
         self.mteb_model_meta = _model_meta(model_name, model, revision)
 
     def _audio(self, items: Sequence[Any]) -> np.ndarray:
-        from audiovec.evaluate import _encode_audio_refs
+        from audiovec.evaluate import encode_audio_refs
 
-        return _encode_audio_refs(self.model, [audio_item_to_ref(x) for x in items], self.audio_batch_size)
+        return encode_audio_refs(self.model, [audio_item_to_ref(x) for x in items], self.audio_batch_size)
 
     def encode(
         self,
