@@ -14,6 +14,8 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -27,6 +29,10 @@ from audiovec.errors import AudioDecodeError
 SAMPLE_RATE = 16_000
 DEFAULT_WINDOW_SECONDS = 30.0
 STREAM_BLOCK_SECONDS = 10.0
+# Rates outside this range are header damage or decompression bombs (a 64 KB WAV claiming 1 Hz would
+# resample to 1.5 GB at 16 kHz), not recordings.
+MIN_SOURCE_RATE = 1_000
+MAX_SOURCE_RATE = 768_000
 
 AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.ndarray, "torch.Tensor"]  # noqa: F821
 
@@ -143,13 +149,21 @@ def _scale_pcm(data: np.ndarray) -> np.ndarray:
 
 def _check_path(path: str | os.PathLike) -> Path:
     p = Path(path)
-    if not p.exists():
-        raise AudioDecodeError(path, "file not found")
-    if p.is_dir():
+    try:
+        info = p.stat()
+    except FileNotFoundError:
+        reason = "broken symbolic link (target not found)" if p.is_symlink() else "file not found"
+        raise AudioDecodeError(path, reason) from None
+    except OSError as exc:
+        raise AudioDecodeError(path, f"cannot access: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
         raise AudioDecodeError(path, "is a directory, not an audio file")
+    if not stat.S_ISREG(info.st_mode):
+        # FIFOs block on open and devices (/dev/zero) never end: refuse them before any read.
+        raise AudioDecodeError(path, "not a regular file (a pipe, device or socket)")
     if not os.access(p, os.R_OK):
         raise AudioDecodeError(path, "permission denied")
-    if p.stat().st_size == 0:
+    if info.st_size == 0:
         raise AudioDecodeError(path, "empty file (0 bytes)")
     return p
 
@@ -192,12 +206,17 @@ def _decode(source: AudioSource) -> tuple[np.ndarray, int]:
             raise AudioDecodeError(
                 source, f"cannot decode: {av_error.reason} (libsndfile: {_short(sf_error)})"
             ) from None
+        except OSError as exc:  # the file vanished or became unreadable between the two tries
+            raise AudioDecodeError(source, f"cannot read: {_short(exc)}") from None
 
 
 def _decode_with_av(stream: str | BinaryIO) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream with FFmpeg. Corrupt packets are skipped (as the ``ffmpeg`` tool
+    does), so a file cut mid-stream keeps the audio before the cut, like WAV and MP3 in libsndfile."""
     import av
 
     parts: list[np.ndarray] = []
+    bad_packets = 0
     try:
         with av.open(stream, mode="r") as container:
             audio_streams = [s for s in container.streams if s.type == "audio"]
@@ -205,25 +224,42 @@ def _decode_with_av(stream: str | BinaryIO) -> tuple[np.ndarray, int]:
                 raise AudioDecodeError(stream, "no audio stream in the container")
             audio = audio_streams[0]
             rate = int(audio.codec_context.sample_rate or audio.rate or 0)
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate or None)
-            for frame in container.decode(audio):
-                for out in resampler.resample(frame):
-                    parts.append(out.to_ndarray().reshape(-1))
-                    rate = out.sample_rate
+            _check_rate(stream, rate)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            for packet in container.demux(audio):
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError:
+                    bad_packets += 1
+                    continue
+                for frame in frames:
+                    for out in resampler.resample(frame):
+                        parts.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
                 parts.append(out.to_ndarray().reshape(-1))
     except AudioDecodeError:
         raise
+    except av.error.InvalidDataError:
+        raise AudioDecodeError(stream, "not a recognised audio format, or corrupt (FFmpeg)") from None
     except Exception as exc:  # noqa: BLE001 - PyAV raises many types
         raise AudioDecodeError(stream, _short(exc)) from None
     if not parts:
-        raise AudioDecodeError(stream, "no audio samples (zero-length)")
+        detail = f" ({bad_packets} corrupt packets)" if bad_packets else ""
+        raise AudioDecodeError(stream, f"no audio samples (zero-length){detail}")
     return np.concatenate(parts).astype(np.float32, copy=False), rate
 
 
+def _check_rate(source: object, rate: int) -> None:
+    if not MIN_SOURCE_RATE <= rate <= MAX_SOURCE_RATE:
+        raise AudioDecodeError(
+            source,
+            f"implausible sample rate {rate} Hz (accepted: {MIN_SOURCE_RATE}-{MAX_SOURCE_RATE} Hz); "
+            "the header is probably damaged",
+        )
+
+
 def _finish(source: AudioSource, wave: np.ndarray, rate: int) -> np.ndarray:
-    if rate <= 0:
-        raise AudioDecodeError(source, f"invalid sample rate {rate}")
+    _check_rate(source, rate)
     if wave.size == 0:
         raise AudioDecodeError(source, "no audio samples (zero-length)")
     if not np.isfinite(wave).all():
@@ -246,6 +282,7 @@ def _stream_blocks(source: AudioSource, sample_rate: int | None) -> Iterator[np.
         return
     with handle:
         rate = int(handle.samplerate)
+        _check_rate(source, rate)
         resampler = (
             soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
             if rate != SAMPLE_RATE
@@ -272,9 +309,17 @@ def _stream_blocks(source: AudioSource, sample_rate: int | None) -> Iterator[np.
             raise AudioDecodeError(source, "no audio samples (zero-length)")
 
 
+_ERRNO = re.compile(r"^\[Errno -?\d+\]\s*")
+_QUOTED_PATH = re.compile(r":?\s*'[^']*'")
+
+
 def _short(exc: BaseException) -> str:
+    """One line of a decoder's message, without errno codes or the (already named) file path."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
+    text = _ERRNO.sub("", text)
+    text = text.replace("Error opening", "").strip()
+    text = _QUOTED_PATH.sub("", text).strip(" :.")
+    return (text or type(exc).__name__)[:200]
 
 
 def num_windows(duration_seconds: float, window_seconds: float = DEFAULT_WINDOW_SECONDS) -> int:
