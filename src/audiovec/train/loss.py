@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -48,7 +49,9 @@ def gather_with_grad(x: Tensor) -> Tensor:
         return x
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(x.contiguous()), dim=0)
+    with warnings.catch_warnings():  # deprecated in favour of a private API in torch 2.13; still correct
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.cat(all_gather(x.contiguous()), dim=0)
 
 
 def gather_no_grad(x: Tensor) -> Tensor:
@@ -127,7 +130,8 @@ class ContrastiveLoss(nn.Module):
 
         ``keys``: per-row id tensors (see :func:`text_keys`, :func:`label_keys`) used for masking.
         ``hard_negatives`` (B, D): extra text columns for the audio→text direction (text-pair mode,
-        where "audio" is the anchor); a hard negative sharing a key with a row's positive is masked.
+        where "audio" is the anchor); a hard negative whose ``negative_keys`` match the first
+        ``len(negative_keys)`` of the row's ``keys`` (e.g. the same text as its positive) is masked.
         """
         if self.gather:
             audio, text = gather_with_grad(audio), gather_with_grad(text)
@@ -149,7 +153,7 @@ class ContrastiveLoss(nn.Module):
             extra = scale * (audio @ hard_negatives.to(dtype).T)
             if self.mask_false_negatives and keys and negative_keys:
                 neg = [k.to(extra.device) for k in negative_keys]
-                extra = extra.masked_fill(false_negative_mask(keys, neg), float("-inf"))
+                extra = extra.masked_fill(false_negative_mask(keys[: len(neg)], neg), float("-inf"))
             rows = torch.cat([rows, extra], dim=1)
         target = torch.arange(logits.shape[0], device=logits.device)
         return (F.cross_entropy(rows, target) + F.cross_entropy(cols, target)) / 2

@@ -1,0 +1,93 @@
+"""Training checkpoints: ``checkpoint-<step>`` folders written atomically, the last K kept.
+
+A checkpoint holds what a resumed run needs to continue exactly: trainable weights (safetensors), the
+optimizer and scheduler state, every rank's random state, and the data sampler's position.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from audiovec.errors import CheckpointError
+from audiovec.serialization import atomic_directory
+
+PATTERN = re.compile(r"^checkpoint-(\d{8})$")
+WEIGHTS, STATE, RNG, META = "trainable.safetensors", "optim.pt", "rng.pt", "trainer_state.json"
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    out_dir: str | os.PathLike,
+    step: int,
+    weights: dict[str, torch.Tensor],
+    optim_state: dict[str, Any],
+    rng_states: list[dict[str, Any]],
+    meta: dict[str, Any],
+    keep_last: int,
+) -> Path:
+    """Write ``out_dir/checkpoint-<step>`` in one rename, then delete all but the newest ``keep_last``."""
+    from safetensors.torch import save_file
+
+    target = Path(out_dir) / f"checkpoint-{step:08d}"
+    with atomic_directory(target) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / WEIGHTS))
+        torch.save(optim_state, tmp / STATE)
+        torch.save(rng_states, tmp / RNG)
+        (tmp / META).write_text(json.dumps({**meta, "step": step}, indent=2))
+    for old in list_checkpoints(out_dir)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def list_checkpoints(out_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints, oldest first (temporary ``.tmp-`` folders from killed writes are ignored)."""
+    root = Path(out_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and PATTERN.match(p.name) and (p / META).is_file()]
+    return sorted(found, key=lambda p: int(PATTERN.match(p.name).group(1)))
+
+
+def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
+    found = list_checkpoints(out_dir)
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """``{"weights", "optim", "rng", "meta"}`` of a checkpoint folder (tensors on CPU, no pickled code)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    missing = [n for n in (WEIGHTS, STATE, RNG, META) if not (path / n).is_file()]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete checkpoint, missing {', '.join(missing)}")
+    try:
+        return {
+            "weights": load_file(str(path / WEIGHTS)),
+            "optim": torch.load(path / STATE, map_location="cpu", weights_only=True),
+            "rng": torch.load(path / RNG, map_location="cpu", weights_only=True),
+            "meta": json.loads((path / META).read_text()),
+        }
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({exc})") from None

@@ -1,0 +1,187 @@
+"""From a recipe's data section to DataLoaders of model-ready batches (built on ``audiovec.data``).
+
+Audio batches carry log-mel features, tokenized captions and the false-negative keys; text-pair batches
+carry tokenized anchors/positives/negatives. Decoding, feature extraction and tokenization run inside
+DataLoader workers; the batch sampler holds the resume position.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from audiovec.data.datasets import (
+    BucketBatchSampler,
+    ManifestDataset,
+    MixtureDataset,
+    SampleKey,
+    collate_audio_text,
+)
+from audiovec.data.text_pairs import TextPairDataset, collate_text_pairs
+from audiovec.errors import ConfigError
+from audiovec.train.config import Recipe
+from audiovec.train.loss import label_keys, text_keys
+
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+_FSDD = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
+
+
+def fsdd_rows(n: int | None = None, split: str = "train", dev_every: int = 10) -> list[dict[str, Any]]:
+    """Manifest rows for the bundled FSDD speech digits (tiny recipes, tests): ``{digit}_{speaker}_{k}.wav``
+    → captions "a man saying seven" / "seven spoken by george", label the digit word. Recordings with
+    ``k % dev_every == 0`` form the dev split."""
+    from audiovec.testing import fsdd_files
+
+    rows = []
+    for path in fsdd_files():
+        match = _FSDD.match(path.name)
+        if not match:
+            continue
+        digit, speaker, take = match.group(1), match.group(2), int(match.group(3))
+        if (take % dev_every == 0) != (split == "dev"):
+            continue
+        word = DIGITS[int(digit)]
+        rows.append(
+            {
+                "id": path.stem,
+                "audio": str(path),
+                "captions": [f"a man saying {word}", f"{word} spoken by {speaker}"],
+                "labels": [word],
+                "source": "fsdd",
+            }
+        )
+    order = np.random.default_rng(0).permutation(len(rows))  # mix digits and speakers before cutting to n
+    rows = [rows[i] for i in order]
+    return rows[:n] if n is not None else rows
+
+
+def _entry(recipe: Recipe, entry: Any) -> tuple[Any, float]:
+    """One ``data.train`` entry → (manifest path or rows, weight)."""
+    weight = 1.0
+    if isinstance(entry, dict):
+        if "fsdd" in entry:
+            return fsdd_rows(**(entry["fsdd"] or {})), float(entry.get("weight", 1.0))
+        if "path" not in entry:
+            raise ConfigError(f"data entry {entry!r}: expected a path, {{path, weight}} or {{fsdd: {{n}}}}")
+        weight = float(entry.get("weight", 1.0))
+        entry = entry["path"]
+    if not isinstance(entry, str):
+        raise ConfigError(f"data entry {entry!r}: expected a manifest path")
+    return str(recipe.resolve(entry)), weight
+
+
+def audio_dataset(recipe: Recipe, entries: list[Any], seed: int) -> ManifestDataset | MixtureDataset:
+    parts = [_entry(recipe, e) for e in entries]
+    kw = {"seed": seed, "max_seconds": recipe.data.max_seconds}
+    if len(parts) == 1:
+        return ManifestDataset(parts[0][0], **kw)
+    datasets = [ManifestDataset(source, **kw) for source, _ in parts]
+    return MixtureDataset(datasets, [w for _, w in parts], seed=seed)
+
+
+class TextPairs(Dataset):
+    """Text-pair rows in the shape the bucketed batch sampler expects (epoch order, lengths)."""
+
+    def __init__(self, sources: list[Any], recipe: Recipe, seed: int) -> None:
+        rows: list[dict[str, Any]] = []
+        for source in sources:
+            rows.extend(
+                TextPairDataset(str(recipe.resolve(source)) if isinstance(source, str) else source).rows
+            )
+        self.rows = rows
+        self.seed = seed
+        self.durations = np.array([len(r["anchor"]) + len(r["positive"]) for r in rows], dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, 7, epoch]).permutation(len(self.rows))
+
+    def __getitem__(self, key: SampleKey) -> dict[str, Any]:
+        index, epoch, position = key
+        return {**self.rows[index], "epoch": epoch, "position": position}
+
+
+def collate_audio(items: list[dict[str, Any] | None], *, tokenizer: Any, n_mels: int) -> dict[str, Any]:
+    """Waveforms → padded log-mel + lengths; captions → token ids; captions/labels → masking keys."""
+
+    batch = collate_audio_text(items)
+    features, lengths = _extractor(n_mels)(batch["waveforms"])
+    tokens = tokenizer(batch["captions"], padding=True, truncation=True, max_length=128, return_tensors="pt")
+    return {
+        "features": features,
+        "lengths": lengths,
+        "input_ids": tokens["input_ids"],
+        "attention_mask": tokens["attention_mask"],
+        "keys": [text_keys(batch["captions"]), label_keys(batch["labels"])],
+        "size": len(batch["captions"]),
+        "epoch": batch["epoch"],
+        "position": batch["position"],
+    }
+
+
+@functools.lru_cache(maxsize=4)
+def _extractor(n_mels: int) -> Any:
+    from audiovec.features import LogMelExtractor
+
+    return LogMelExtractor(n_mels)
+
+
+def collate_pairs(items: list[dict[str, Any]], *, tokenizer: Any) -> dict[str, Any]:
+    """Anchors/positives (and negatives when every row has one) → token ids and masking keys."""
+    batch = collate_text_pairs(items)
+
+    def tok(texts: list[str]) -> dict[str, torch.Tensor]:
+        out = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
+
+    out: dict[str, Any] = {
+        "anchor": tok(batch["anchors"]),
+        "positive": tok(batch["positives"]),
+        "keys": [text_keys(batch["positives"]), text_keys(batch["anchors"])],
+        "size": len(items),
+        "epoch": items[0]["epoch"],
+        "position": items[0]["position"],
+    }
+    if bool(batch["has_negative"].all()):
+        out["negative"] = tok(batch["negatives"])
+        out["negative_keys"] = [text_keys(batch["negatives"])]
+    return out
+
+
+def make_loader(
+    recipe: Recipe, tokenizer: Any, n_mels: int, *, rank: int, world: int, dev: bool = False
+) -> DataLoader:
+    """The training (or dev) DataLoader for this process's slice of each global batch."""
+    t, d = recipe.train, recipe.data
+    if t.batch_size % world:
+        raise ConfigError(f"train.batch_size {t.batch_size} is not divisible by the {world} processes")
+    local = t.batch_size // world
+    if dev:  # evaluation runs on rank 0 alone, over whole batches
+        local, rank, world = t.batch_size, 0, 1
+    if t.mode == "text" and not dev:
+        dataset: Any = TextPairs(d.text_pairs, recipe, t.seed)
+        collate = functools.partial(collate_pairs, tokenizer=tokenizer)
+    else:
+        entries = [d.dev] if dev else d.train
+        dataset = audio_dataset(recipe, entries, t.seed)
+        if dev:
+            dataset.rows = dataset.rows[: d.dev_max_items]
+        collate = functools.partial(collate_audio, tokenizer=tokenizer, n_mels=n_mels)
+    sampler = BucketBatchSampler(
+        dataset,
+        local,
+        seed=t.seed,
+        num_replicas=world,
+        rank=rank,
+        drop_last=not dev,
+        bucket_batches=d.bucket_size,
+        shuffle=not dev,
+    )
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=d.num_workers, collate_fn=collate)

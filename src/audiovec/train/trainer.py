@@ -1,0 +1,459 @@
+"""The training loop: model setup (what trains), AdamW + warm-up/cosine, bf16 autocast, GradCache steps,
+DDP under ``torchrun``, periodic dev evaluation, atomic checkpoints with exact resume, metrics and plots."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from audiovec.errors import ConfigError
+from audiovec.train import checkpoint as ckpt
+from audiovec.train.config import ModelSpec, Recipe, TrainSpec, save_recipe
+from audiovec.train.data import make_loader
+from audiovec.train.gradcache import gradcache_step, split_batch
+from audiovec.train.loss import ContrastiveLoss, in_batch_accuracy
+from audiovec.train.monitor import MetricsLog, memory_mb, plot_curves
+
+log = logging.getLogger(__name__)
+UNUSED_PARAMS = ("audio_bos_eos_token",)  # Qwen2.5-Omni's encoder holds it but no forward uses it
+
+
+# ---------------------------------------------------------------------------------------------- setup
+def setup_distributed() -> tuple[int, int, torch.device]:
+    """Join the process group when launched by torchrun / accelerate (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), device
+    return 0, 1, device
+
+
+def build_model(spec: ModelSpec, recipe: Recipe) -> nn.Module:
+    """The starting model: a saved folder, or a tiny test model (optionally with backbone layers dropped)."""
+    if spec.path is not None:
+        from audiovec.model import AudioTextEmbedder
+
+        return AudioTextEmbedder.from_pretrained(recipe.resolve(spec.path))
+    from audiovec.testing import tiny_embedder
+
+    tiny = dict(spec.tiny or {})
+    keep = tiny.pop("keep_layers", None)
+    unknown = set(tiny) - {"tower", "backbone", "seed"}
+    if unknown:
+        raise ConfigError(
+            f"model.tiny: unknown keys {sorted(unknown)} (known: tower, backbone, seed, keep_layers)"
+        )
+    model = tiny_embedder(**tiny)
+    if keep is not None:
+        _keep_layers(model, keep)
+    return model
+
+
+def _keep_layers(model: nn.Module, keep: int | list[int]) -> None:
+    """Drop backbone layers in memory, choosing them like ``audiovec prune`` does."""
+    from audiovec.prune import select_layers
+
+    layers = model.backbone.layers
+    chosen = select_layers(len(layers), keep)
+    model.backbone.layers = nn.ModuleList([layers[i] for i in chosen])
+    model.backbone.config.num_hidden_layers = len(chosen)
+    if getattr(model.backbone.config, "layer_types", None):
+        model.backbone.config.layer_types = [model.backbone.config.layer_types[i] for i in chosen]
+    for new, layer in enumerate(model.backbone.layers):
+        if hasattr(getattr(layer, "self_attn", None), "layer_idx"):
+            layer.self_attn.layer_idx = new
+    model.config.backbone_config = model.backbone.config.to_dict()
+
+
+def configure_trainable(model: nn.Module, spec: TrainSpec) -> None:
+    """Set ``requires_grad`` by ``spec.trainable``; wrap LoRA targets with peft adapters."""
+    model.requires_grad_(False)
+    audio = spec.mode == "audio"
+    if spec.trainable == "projector" and not audio:
+        raise ConfigError(
+            "train.trainable 'projector' does nothing in text mode (text never passes the projector)"
+        )
+    if spec.gradient_checkpointing:
+        _enable_checkpointing(model.backbone)
+        if audio and (spec.trainable == "full" or "tower" in spec.lora.targets):
+            _enable_checkpointing(model.tower.encoder)
+    if spec.trainable == "full":
+        (model if audio else model.backbone).requires_grad_(True)
+    elif spec.trainable == "frozen_tower":
+        model.backbone.requires_grad_(True)
+        model.projector.requires_grad_(audio)
+    elif spec.trainable == "projector":
+        model.projector.requires_grad_(True)
+    elif spec.trainable == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = spec.lora
+        for target in lora.targets:
+            cfg = LoraConfig(
+                r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules
+            )
+            if target == "backbone":
+                model.backbone = get_peft_model(model.backbone, cfg)
+            else:
+                model.tower.encoder = get_peft_model(model.tower.encoder, cfg)
+        model.projector.requires_grad_(audio)
+    for name, param in model.named_parameters():
+        if any(u in name for u in UNUSED_PARAMS):
+            param.requires_grad_(False)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError(f"train.trainable {spec.trainable!r}: nothing to train")
+
+
+def _enable_checkpointing(module: nn.Module) -> None:
+    if getattr(module, "supports_gradient_checkpointing", False):
+        module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold peft adapters into the base weights so the model saves as a plain audiovec model."""
+    from_peft = type(model.backbone).__module__.startswith("peft")
+    if from_peft:
+        model.backbone = model.backbone.merge_and_unload()
+    if type(model.tower.encoder).__module__.startswith("peft"):
+        model.tower.encoder = model.tower.encoder.merge_and_unload()
+    return model
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 where the device supports it (``auto``), else full precision."""
+    if precision == "fp32":
+        return None
+    ok = torch.cuda.is_bf16_supported() if device.type == "cuda" else _cpu_has_bf16()
+    if precision == "bf16" and not ok:
+        log.warning("bf16 requested but %s lacks native bf16; autocast will emulate it (slow)", device)
+        return torch.bfloat16
+    return torch.bfloat16 if ok else None
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def lr_lambda(spec: TrainSpec):
+    """Linear warm-up to ``lr`` then cosine decay to ``min_lr_ratio * lr`` at ``steps``."""
+
+    def factor(done: int) -> float:
+        if done < spec.warmup_steps:
+            return (done + 1) / spec.warmup_steps
+        progress = min(1.0, (done - spec.warmup_steps) / max(1, spec.steps - spec.warmup_steps))
+        return spec.min_lr_ratio + (1 - spec.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def make_optimizer(named: list[tuple[str, nn.Parameter]], spec: TrainSpec) -> torch.optim.Optimizer:
+    """AdamW; biases, norms and the temperature get no weight decay."""
+    decay = [p for n, p in named if p.ndim >= 2 and "logit_scale" not in n]
+    plain = [p for n, p in named if not (p.ndim >= 2 and "logit_scale" not in n)]
+    groups = [{"params": decay, "weight_decay": spec.weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=spec.lr, betas=tuple(spec.betas), eps=spec.eps)
+
+
+class PairEncoder(nn.Module):
+    """What DDP wraps: one chunk of a batch in, its embeddings out (audio + caption, or text pairs)."""
+
+    def __init__(self, model: nn.Module, mode: str, amp: torch.dtype | None) -> None:
+        super().__init__()
+        self.model = model
+        self.mode = mode
+        self.amp = amp
+
+    def forward(self, chunk: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+        device = self.model.device
+        with torch.autocast(device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            if self.mode == "audio":
+                lengths = chunk["lengths"].to(device)
+                features = chunk["features"][..., : int(lengths.max())].to(device)
+                return self.model.forward_audio(features, lengths), self._text(chunk)
+            out = [self._text(chunk["anchor"]), self._text(chunk["positive"])]
+            if "negative" in chunk:
+                out.append(self._text(chunk["negative"]))
+            return tuple(out)
+
+    def _text(self, part: dict[str, Any]) -> torch.Tensor:
+        mask = part["attention_mask"]
+        keep = mask.bool().any(0)  # drop columns that are padding in every row of this chunk
+        device = self.model.device
+        return self.model.forward_text(part["input_ids"][:, keep].to(device), mask[:, keep].to(device))
+
+
+def _chunks(batch: dict[str, Any], chunk_size: int) -> list[dict[str, Any]]:
+    if chunk_size <= 0 or chunk_size >= batch["size"]:
+        return [batch]
+    if "anchor" in batch:  # nested text-pair batch: split every part alike
+        parts = {
+            k: list(split_batch(batch[k], chunk_size))
+            for k in ("anchor", "positive", "negative")
+            if k in batch
+        }
+        return [{k: v[i] for k, v in parts.items()} for i in range(len(parts["anchor"]))]
+    return list(
+        split_batch({k: batch[k] for k in ("features", "lengths", "input_ids", "attention_mask")}, chunk_size)
+    )
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+class Trainer:
+    """Owns one run: ``Trainer(recipe).fit(resume=...)`` → summary dict."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+        self.rank, self.world, self.device = setup_distributed()
+        self.out = recipe.resolve(recipe.output.dir)
+        t = recipe.train
+        if t.num_threads:
+            torch.set_num_threads(t.num_threads)
+        torch.manual_seed(t.seed)
+        self.model = build_model(recipe.model, recipe)
+        configure_trainable(self.model, t)
+        self.model.to(self.device)
+        self.model.train()
+        self.loss_fn = ContrastiveLoss(
+            t.temperature,
+            learnable=t.learnable_temperature,
+            min_temperature=t.min_temperature,
+            max_temperature=t.max_temperature,
+            mask_false_negatives=t.mask_false_negatives,
+        ).to(self.device)
+        self.amp = autocast_dtype(t.precision, self.device)
+        self.encoder: nn.Module = PairEncoder(self.model, t.mode, self.amp)
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.encoder = DistributedDataParallel(
+                self.encoder, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self.named += [("loss." + n, p) for n, p in self.loss_fn.named_parameters()]
+        self.optimizer = make_optimizer(self.named, t)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(t))
+        n_mels = self.model.tower.n_mels
+        self.loader = make_loader(recipe, self.model.tokenizer, n_mels, rank=self.rank, world=self.world)
+        self.dev_loader = None
+        if recipe.data.dev is not None and self.rank == 0:
+            self.dev_loader = make_loader(recipe, self.model.tokenizer, n_mels, rank=0, world=1, dev=True)
+        self.step = 0
+        torch.manual_seed(t.seed + 1000 + self.rank)  # per-rank stream for dropout and friends
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self) -> Path | None:
+        rng = [ckpt.rng_state()]
+        if self.world > 1:
+            rng = [None] * self.world
+            dist.all_gather_object(rng, ckpt.rng_state())
+        path = None
+        if self.rank == 0:
+            meta = {
+                "world_size": self.world,
+                "sampler": self._sampler_state,
+                "recipe": self.recipe.to_dict(),
+            }
+            optim = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+            weights = {n: p for n, p in self.named}
+            path = ckpt.save_checkpoint(
+                self.out, self.step, weights, optim, rng, meta, self.recipe.output.keep_last
+            )
+        self._barrier()
+        return path
+
+    def restore(self, path: Path) -> None:
+        state = ckpt.load_checkpoint(path)
+        meta = state["meta"]
+        if meta["world_size"] != self.world:
+            raise ConfigError(
+                f"{path}: saved with {meta['world_size']} processes, resuming with {self.world}; launch the same count"
+            )
+        params = dict(self.named)
+        missing = set(params) - set(state["weights"])
+        if missing:
+            raise ConfigError(
+                f"{path}: checkpoint lacks trainable weights {sorted(missing)[:5]} (recipe changed?)"
+            )
+        with torch.no_grad():
+            for name, param in params.items():
+                param.copy_(state["weights"][name].to(param.device))
+        self.optimizer.load_state_dict(state["optim"]["optimizer"])
+        self.scheduler.load_state_dict(state["optim"]["scheduler"])
+        self.loader.batch_sampler.load_state_dict(meta["sampler"])
+        self._sampler_state = meta["sampler"]
+        ckpt.set_rng_state(state["rng"][self.rank])
+        self.step = int(meta["step"])
+
+    def _barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, batch: dict[str, Any]) -> float:
+        keys = batch["keys"]
+        negative_keys = batch.get("negative_keys", [])
+
+        def loss_of(*emb: torch.Tensor) -> torch.Tensor:
+            hard = emb[2] if len(emb) > 2 else None
+            return self.loss_fn(emb[0], emb[1], keys, hard_negatives=hard, negative_keys=negative_keys)
+
+        no_sync = getattr(self.encoder, "no_sync", None)
+        loss = gradcache_step(self.encoder, _chunks(batch, self.recipe.train.chunk_size), loss_of, no_sync)
+        if self.recipe.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_([p for _, p in self.named], self.recipe.train.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(loss)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float] | None:
+        if self.dev_loader is None:
+            return None
+        self.model.eval()
+        gather = self.loss_fn.gather
+        self.loss_fn.gather = False
+        encoder = PairEncoder(self.model, "audio", self.amp)
+        losses, a2t, t2a, sizes = [], [], [], []
+        try:
+            for batch in self.dev_loader:
+                audio, text = encoder(batch)
+                losses.append(float(self.loss_fn(audio, text, batch["keys"])))
+                accuracy = in_batch_accuracy(audio, text, batch["keys"])
+                a2t.append(accuracy[0])
+                t2a.append(accuracy[1])
+                sizes.append(batch["size"])
+        finally:
+            self.loss_fn.gather = gather
+            self.model.train()
+        total = sum(sizes)
+        out = {
+            "loss": sum(v * n for v, n in zip(losses, sizes)) / total,
+            "acc_a2t": sum(v * n for v, n in zip(a2t, sizes)) / total,
+            "acc_t2a": sum(v * n for v, n in zip(t2a, sizes)) / total,
+        }
+        out.update(self._retrieval_metrics())
+        return out
+
+    def _retrieval_metrics(self) -> dict[str, float]:
+        """hit_rate@5 / recall@5 from the library's evaluator when the dev set is a manifest file."""
+        dev = self.recipe.data.dev
+        if not isinstance(dev, str):
+            return {}
+        try:
+            from audiovec.benchmarks_data import from_manifest
+            from audiovec.evaluate import evaluate
+        except ImportError:
+            return {}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            result = next(
+                iter(
+                    evaluate(self.model, [from_manifest(self.recipe.resolve(dev))], use_cache=False).values()
+                )
+            )
+        finally:
+            self.model.train(was_training)
+        return {f"t2a_{k}": float(v) for k, v in result["t2a"].items() if k.endswith("@5")}
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        r, t, o = self.recipe, self.recipe.train, self.recipe.output
+        self._sampler_state = self.loader.batch_sampler.state_dict()
+        if resume:
+            latest = ckpt.latest_checkpoint(self.out)
+            if latest is None:
+                log.warning("--resume: no checkpoint in %s, starting from scratch", self.out)
+            else:
+                self.restore(latest)
+                log.info("resumed from %s (step %d)", latest, self.step)
+        metrics = None
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_recipe(r, self.out / "recipe.yaml")
+            metrics = MetricsLog(
+                self.out / "metrics.jsonl", self.out / "tensorboard" if o.tensorboard else None
+            )
+            metrics.truncate_after(self.step)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=t.steps, initial=self.step, disable=self.rank != 0 or not o.progress, desc="train")
+        batches = iter(self.loader)
+        losses: list[float] = []
+        while self.step < t.steps:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                batches = iter(self.loader)  # the sampler moved to the next epoch
+                continue
+            start = time.perf_counter()
+            loss = self.train_step(batch)
+            elapsed = time.perf_counter() - start
+            self.step += 1
+            self._sampler_state = self.loader.batch_sampler.state_dict(after_batch=batch)
+            losses.append(loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", T=f"{self.loss_fn.temperature:.3f}")
+            if metrics is not None and (self.step % o.log_every == 0 or self.step == t.steps):
+                metrics.write(
+                    {
+                        "kind": "train",
+                        "step": self.step,
+                        "epoch": int(batch["epoch"]),
+                        "loss": loss,
+                        "lr": self.scheduler.get_last_lr()[0],
+                        "temperature": self.loss_fn.temperature,
+                        "samples_per_s": t.batch_size / max(elapsed, 1e-9),
+                        "step_s": elapsed,
+                        **memory_mb(),
+                    }
+                )
+            if (o.eval_every and self.step % o.eval_every == 0) or self.step == t.steps:
+                scores = self.evaluate()
+                if scores is not None and metrics is not None:
+                    metrics.write({"kind": "dev", "step": self.step, **scores})
+                    log.info("step %d dev %s", self.step, {k: round(v, 4) for k, v in scores.items()})
+                self._barrier()
+            if o.checkpoint_every and (self.step % o.checkpoint_every == 0 or self.step == t.steps):
+                self.save()
+        bar.close()
+        summary = {"steps": self.step, "losses": losses, "out": str(self.out)}
+        if self.rank == 0 and metrics is not None:
+            metrics.close()
+            if o.plot:
+                plot = plot_curves(self.out / "metrics.jsonl", self.out / "curves.png")
+                summary["plot"] = str(plot) if plot else None
+            if o.save_final:
+                summary["model"] = str(merge_lora(self.model).save_pretrained(self.out / "final"))
+        self._barrier()
+        return summary
+
+
+def train(recipe: Recipe, resume: bool = False) -> dict[str, Any]:
+    """Run a recipe to its last step (single process, or one of several under torchrun)."""
+    trainer = Trainer(recipe)
+    try:
+        return trainer.fit(resume=resume)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
