@@ -48,15 +48,28 @@ def save_omni25(path: Path, seed: int = 0) -> Path:
         num_embeds=300, look_ahead_layers=[1], look_backward_layers=[0],
     )  # fmt: skip
     visual = dict(
-        depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, fullatt_block_indexes=[0]
+        depth=1,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        out_hidden_size=64,
+        fullatt_block_indexes=[0],
     )
     config = Qwen2_5OmniConfig(
-        thinker_config=dict(audio_config=QWEN25_OMNI_AUDIO_TINY, vision_config=visual, text_config=OMNI25_TEXT),
+        thinker_config=dict(
+            audio_config=QWEN25_OMNI_AUDIO_TINY, vision_config=visual, text_config=OMNI25_TEXT
+        ),
         talker_config=talker,
         token2wav_config=dict(dit_config=dit, bigvgan_config=dict(upsample_initial_channel=32)),
     )
     torch.manual_seed(seed)
-    return _save(Qwen2_5OmniForConditionalGeneration(config).eval(), path)
+    _save(Qwen2_5OmniForConditionalGeneration(config).eval(), path)
+    # the published folder ships speaker conditioning as a (weights-only) pickle; compose never reads it
+    torch.save(
+        {"Chelsie": {"cond": torch.zeros(16), "ref_mel": torch.zeros(4, 80), "bos_token": 0}},
+        path / "spk_dict.pt",
+    )
+    return path
 
 
 def save_omni3(path: Path, seed: int = 0) -> Path:
@@ -103,7 +116,9 @@ def save_causal_lm(path: Path, kind: str = "qwen2", tie: bool = False, seed: int
     """A ``Qwen2ForCausalLM`` / ``Qwen3ForCausalLM`` (untied: its LM head sits in shards of its own)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
-    config_cls, model_cls = (Qwen2Config, Qwen2ForCausalLM) if kind == "qwen2" else (Qwen3Config, Qwen3ForCausalLM)
+    config_cls, model_cls = (
+        (Qwen2Config, Qwen2ForCausalLM) if kind == "qwen2" else (Qwen3Config, Qwen3ForCausalLM)
+    )
     extra = {"head_dim": 12} if kind == "qwen3" else {}
     config = config_cls(**LM_TINY, **extra, tie_word_embeddings=tie)
     torch.manual_seed(seed)

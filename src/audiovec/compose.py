@@ -283,7 +283,11 @@ def _compose(
     llm_prefix = pick_prefix(llm_reader, text, probe)
     dtype = DTYPES[dtype_name] if dtype_name else _storage_dtype(llm_reader, llm_prefix + probe[0])
 
+    backbone_config = {k: v for k, v in backbone_config.items() if k != "torch_dtype"}
+    backbone_config["dtype"] = str(dtype).removeprefix("torch.")
     tower, backbone = _build(audio, backbone_config, None, dtype)
+    tower.to(dtype)
+    backbone.to(dtype)  # transformers may follow the config's stored dtype rather than the default
     vocab = getattr(backbone.config, "vocab_size", None)
     if vocab is not None and len(tokenizer) > vocab:
         raise ConfigError(
