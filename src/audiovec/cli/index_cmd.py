@@ -1,0 +1,51 @@
+"""``audiovec index MODEL PATH... --db DIR``: embed audio files window by window into a LanceDB index."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+DEFAULT_ANN_THRESHOLD = 50_000  # = audiovec.index.DEFAULT_ANN_THRESHOLD (not imported: keeps --help fast)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("index", help="index audio files (one row per window) for search")
+    p.add_argument("model", help="model folder")
+    p.add_argument("paths", nargs="+", help="audio files or folders (searched recursively)")
+    p.add_argument("--db", required=True, help="index folder (created if missing)")
+    p.add_argument("--window", type=float, default=None, help="window length in seconds (model default: 30)")
+    p.add_argument("--batch-files", type=int, default=16, help="files per commit (default 16)")
+    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
+    p.add_argument(
+        "--ann-threshold",
+        type=int,
+        default=DEFAULT_ANN_THRESHOLD,
+        help=f"build an ANN index from this many rows (default {DEFAULT_ANN_THRESHOLD})",
+    )
+    p.add_argument("--rebuild", action="store_true", help="replace an index built by another model")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from audiovec.index import AudioIndex
+    from audiovec.model import AudioTextEmbedder
+
+    model = AudioTextEmbedder.from_pretrained(args.model)
+    report = AudioIndex(args.db).add(
+        model,
+        args.paths,
+        model_dir=args.model,
+        window_seconds=args.window,
+        batch_files=args.batch_files,
+        batch_size=args.batch_size,
+        ann_threshold=args.ann_threshold,
+        rebuild=args.rebuild,
+    )
+    if args.json:
+        print(json.dumps(report.__dict__, indent=2))
+    else:
+        print(report.summary())
+        for path, reason in sorted(report.failed.items()):
+            print(f"  failed: {path}: {reason}")
+    return 0

@@ -1,0 +1,527 @@
+"""A searchable audio collection in LanceDB: one row per window of every file.
+
+Rows carry ``path``, ``start``/``end`` (seconds), ``window`` (its number), ``n_windows`` (how many the
+file has), ``hash`` (sha256 of the file's bytes), ``model`` (fingerprint of the embedder) and ``vector``.
+
+Indexing is incremental and crash-safe:
+
+* a file whose complete set of rows (same hash, model and window length) is already stored is skipped;
+* a changed file gets new rows and then its old rows are deleted;
+* all rows of a batch of files go to LanceDB in **one** ``add``, which is one atomic commit, so a kill
+  leaves each file either fully written or absent; ``n_windows`` lets a restart verify completeness anyway;
+* unreadable files are reported and skipped, never abort the run.
+
+Past ``ann_threshold`` rows an IVF-HNSW-SQ index (cosine) is built; below it search is exact.
+Under ``torchrun`` each rank embeds ``files[rank::world]`` into a shard file and rank 0 commits them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from audiovec.audio import iter_windows
+from audiovec.data.exclude import file_sha256
+from audiovec.discovery import find_audio_files
+from audiovec.errors import AudioDecodeError, AudiovecError, ConfigError
+
+log = logging.getLogger(__name__)
+
+META_NAME = "audiovec-index.json"
+TABLE_NAME = "windows"
+DEFAULT_ANN_THRESHOLD = 50_000
+
+
+class IndexStoreError(AudiovecError):
+    """The index folder is missing, malformed, or was built by another model."""
+
+
+# --------------------------------------------------------------------------------------- small helpers
+
+
+def model_fingerprint(model: Any) -> str:
+    """A short id that changes when the model's structure or weights change.
+
+    Hashes the config and, per tensor, its name, shape, dtype and up to 4096 evenly spaced values, so it is
+    cheap for billion-parameter models yet differs after any real training.
+    """
+    digest = hashlib.sha256(json.dumps(model.config.to_json(), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        step = max(1, flat.numel() // 4096)
+        sample = flat[::step][:4096].float().cpu().numpy()
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(sample.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def collect_audio_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Named files as given (bad ones are reported later) plus audio files under named folders, absolute."""
+    return list(dict.fromkeys(Path(os.path.abspath(p)) for p in find_audio_files(paths)))
+
+
+@torch.inference_mode()
+def embed_windows(model: Any, waves: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+    """One unit vector per waveform (each already at most one window long), batched by length."""
+    out = np.zeros((len(waves), model.embedding_dim), dtype=np.float32)
+    order = sorted(range(len(waves)), key=lambda i: waves[i].shape[0])
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = model.featurize([waves[i] for i in idx])
+        out[idx] = model.forward_audio(batch["features"], batch["lengths"]).float().cpu().numpy()
+    return out
+
+
+def pool_windows(vectors: np.ndarray, durations: Sequence[float]) -> np.ndarray:
+    """Duration-weighted mean of window vectors, normalised (how a whole file is embedded)."""
+    weights = np.asarray(durations, dtype=np.float64)[:, None]
+    total = (vectors.astype(np.float64) * weights).sum(0)
+    return (total / max(np.linalg.norm(total), 1e-12)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------- results
+
+
+@dataclass
+class Hit:
+    """One search result: a window of a file and its cosine similarity to the query."""
+
+    path: str
+    start: float
+    end: float
+    score: float
+    window: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "score": self.score,
+            "window": self.window,
+        }
+
+
+@dataclass
+class IndexReport:
+    """What one indexing run did."""
+
+    added: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    rows_added: int = 0
+    ann_built: bool = False
+
+    def summary(self) -> str:
+        text = (
+            f"{len(self.added)} added, {len(self.replaced)} re-indexed, {len(self.skipped)} unchanged, "
+            f"{len(self.failed)} failed, {self.rows_added} windows written"
+        )
+        return text + (" (ANN index rebuilt)" if self.ann_built else "")
+
+
+# --------------------------------------------------------------------------------------- the store
+
+
+class AudioIndex:
+    """A LanceDB folder holding window vectors plus ``audiovec-index.json`` (model folder, fingerprint)."""
+
+    def __init__(self, db_dir: str | os.PathLike, table: str = TABLE_NAME) -> None:
+        import lancedb
+
+        self.dir = Path(db_dir)
+        self.table_name = table
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._db = lancedb.connect(str(self.dir))
+        self._table: Any = None
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def meta_path(self) -> Path:
+        return self.dir / META_NAME
+
+    def meta(self) -> dict[str, Any]:
+        if not self.meta_path.is_file():
+            return {}
+        try:
+            return json.loads(self.meta_path.read_text())
+        except ValueError as exc:
+            raise IndexStoreError(f"{self.meta_path}: invalid JSON ({exc})") from None
+
+    def _write_meta(self, data: dict[str, Any]) -> None:
+        tmp = self.meta_path.with_name(f".{META_NAME}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.meta_path)
+
+    @classmethod
+    def open(cls, db_dir: str | os.PathLike) -> AudioIndex:
+        """An existing index (raises if the folder holds none)."""
+        index = cls(db_dir) if Path(db_dir).is_dir() else None
+        if index is None or not index.meta():
+            raise IndexStoreError(
+                f"{db_dir}: no audiovec index here (run `audiovec index MODEL PATH --db {db_dir}`)"
+            )
+        return index
+
+    # ------------------------------------------------------------------ table
+    def _schema(self, dim: int) -> Any:
+        import pyarrow as pa
+
+        return pa.schema(
+            [
+                ("path", pa.string()),
+                ("start", pa.float64()),
+                ("end", pa.float64()),
+                ("window", pa.int32()),
+                ("n_windows", pa.int32()),
+                ("window_s", pa.float64()),
+                ("hash", pa.string()),
+                ("model", pa.string()),
+                ("vector", pa.list_(pa.float32(), dim)),
+            ]
+        )
+
+    def table(self, dim: int | None = None) -> Any:
+        if self._table is None:
+            if self.table_name in self._table_names():
+                self._table = self._db.open_table(self.table_name)
+            elif dim is None:
+                raise IndexStoreError(f"{self.dir}: the index is empty")
+            else:
+                self._table = self._db.create_table(self.table_name, schema=self._schema(dim))
+        return self._table
+
+    def _table_names(self) -> list[str]:
+        listing = self._db.list_tables()
+        return list(getattr(listing, "tables", listing))
+
+    def count(self) -> int:
+        return 0 if self.table_name not in self._table_names() else int(self.table().count_rows())
+
+    def rows(self, columns: Sequence[str] = ("path", "window", "n_windows", "hash", "model", "window_s")):
+        """The chosen columns of every row, as a pyarrow table."""
+        return self.table().search().select(list(columns)).limit(None).to_arrow()
+
+    def _stored_state(self) -> dict[str, dict[tuple[str, str, float], set[int]]]:
+        """path → (hash, model, window_s) → window numbers stored (plus the expected count, via n_windows)."""
+        state: dict[str, dict[tuple[str, str, float], set[int]]] = {}
+        self._expected: dict[tuple[str, str, str, float], int] = {}
+        if self.table_name not in self._table_names():
+            return state
+        data = self.rows().to_pydict()
+        for path, win, n, h, m, ws in zip(
+            data["path"], data["window"], data["n_windows"], data["hash"], data["model"], data["window_s"]
+        ):
+            state.setdefault(path, {}).setdefault((h, m, ws), set()).add(win)
+            self._expected[(path, h, m, ws)] = n
+        return state
+
+    # ------------------------------------------------------------------ building
+    def add(
+        self,
+        model: Any,
+        paths: Iterable[str | os.PathLike],
+        *,
+        model_dir: str | os.PathLike | None = None,
+        window_seconds: float | None = None,
+        batch_files: int = 16,
+        batch_size: int = 16,
+        ann_threshold: int = DEFAULT_ANN_THRESHOLD,
+        on_commit: Callable[[IndexReport], None] | None = None,
+        rank: int | None = None,
+        world: int | None = None,
+        rebuild: bool = False,
+    ) -> IndexReport:
+        """Index ``paths`` (files or folders) with ``model``; see the module docstring for the guarantees.
+
+        With ``world > 1`` (default: from ``torch.distributed`` when initialised) this rank embeds only its
+        share and rank 0 commits every rank's rows; all ranks must call it with the same arguments.
+        An index built by another model is refused unless ``rebuild`` (which empties it first).
+        """
+        if rank is None or world is None:
+            rank, world = _dist_world()
+        fingerprint = model_fingerprint(model)
+        window_s = float(window_seconds or model.config.window_seconds)
+        files = collect_audio_files(paths)
+        meta = self.meta()
+        if meta and meta.get("dim") not in (None, model.embedding_dim):
+            raise IndexStoreError(
+                f"{self.dir}: built with {meta['dim']}-d vectors, this model gives {model.embedding_dim}-d; "
+                "use a new --db folder"
+            )
+        if meta.get("fingerprint") not in (None, fingerprint):
+            if not rebuild:
+                raise IndexStoreError(
+                    f"{self.dir}: built by another model (fingerprint {meta['fingerprint']}, this one "
+                    f"{fingerprint}); pass rebuild=True (--rebuild) to replace it, or use a new --db folder"
+                )
+            if rank == 0 and self.table_name in self._table_names():
+                self._db.drop_table(self.table_name)
+                self._table = None
+        new_meta = {
+            "format": 1,
+            "table": self.table_name,
+            "model_dir": os.path.abspath(model_dir) if model_dir else meta.get("model_dir"),
+            "fingerprint": fingerprint,
+            "dim": model.embedding_dim,
+            "window_seconds": window_s,
+        }
+        if rank == 0:
+            self._write_meta(new_meta)  # before any row, so a killed run still names its model
+        state = self._stored_state() if rank == 0 or world == 1 else {}
+        report = IndexReport()
+        todo: list[tuple[str, str]] = []
+        if world == 1:
+            todo = self._plan(files, state, fingerprint, window_s, report)
+        else:
+            todo = self._plan_sharded(files, fingerprint, window_s, report, rank, world)
+        shard_rows: list[dict[str, Any]] = []
+        for start in range(0, len(todo), max(1, batch_files)):
+            rows, done = self._embed_files(
+                model, todo[start : start + batch_files], window_s, fingerprint, batch_size, report
+            )
+            if world > 1:
+                shard_rows.extend(rows)
+                continue
+            self._commit(rows, done, state, report, model.embedding_dim)
+            if on_commit is not None:
+                on_commit(report)
+        if world > 1:
+            self._merge_shards(shard_rows, rank, world, state, report, model.embedding_dim)
+            if rank != 0:
+                return report
+        if report.rows_added or not self.has_ann():
+            report.ann_built = self.ensure_ann(ann_threshold)
+        return report
+
+    def _plan(self, files, state, fingerprint, window_s, report) -> list[tuple[str, str]]:
+        todo = []
+        for path in files:
+            key = str(path)
+            try:
+                digest = file_sha256(path)
+            except OSError as exc:
+                report.failed[key] = exc.strerror or str(exc)
+                continue
+            stored = state.get(key, {})
+            current = (digest, fingerprint, window_s)
+            if current in stored and len(stored[current]) == self._expected[(key, *current)]:
+                report.skipped.append(key)
+                stale = [k for k in stored if k != current]
+                if stale:  # a run killed between writing new rows and deleting old ones
+                    self._delete_except(key, current)
+                continue
+            if current in stored:  # half-written (cannot happen with one add per batch, but be sure)
+                self.table().delete(f"path = {_sql(key)} AND {_key_sql(current)}")
+            todo.append((key, digest))
+        return todo
+
+    def _plan_sharded(self, files, fingerprint, window_s, report, rank, world) -> list[tuple[str, str]]:
+        import torch.distributed as dist
+
+        state = self._stored_state() if rank == 0 else {}
+        plan: list[Any] = [None]
+        if rank == 0:
+            plan[0] = (self._plan(files, state, fingerprint, window_s, report), report.skipped, report.failed)
+        if dist.is_available() and dist.is_initialized():
+            dist.broadcast_object_list(plan, src=0)
+        todo, skipped, failed = plan[0]
+        if rank != 0:
+            report.skipped, report.failed = list(skipped), dict(failed)
+        return todo[rank::world]
+
+    def _embed_files(self, model, batch, window_s, fingerprint, batch_size, report):
+        """Rows for every window of every readable file in ``batch``; failures go to the report."""
+        rows: list[dict[str, Any]] = []
+        done: list[tuple[str, str]] = []
+        for key, digest in batch:
+            try:
+                windows = list(iter_windows(key, window_s))
+            except AudioDecodeError as exc:
+                report.failed[key] = exc.reason
+                log.warning("skipping %s", exc)
+                continue
+            vectors = embed_windows(model, [w for _, _, w in windows], batch_size)
+            if not np.isfinite(vectors).all():
+                report.failed[key] = "the model produced non-finite vectors"
+                continue
+            for number, ((start, end, _), vec) in enumerate(zip(windows, vectors)):
+                rows.append(
+                    {
+                        "path": key,
+                        "start": float(start),
+                        "end": float(end),
+                        "window": number,
+                        "n_windows": len(windows),
+                        "window_s": window_s,
+                        "hash": digest,
+                        "model": fingerprint,
+                        "vector": vec.tolist(),
+                    }
+                )
+            done.append((key, digest))
+        return rows, done
+
+    def _commit(self, rows, done, state, report, dim) -> None:
+        if not rows:
+            return
+        import pyarrow as pa
+
+        table = self.table(dim)
+        table.add(pa.Table.from_pylist(rows, schema=self._schema(dim)))  # one atomic commit
+        report.rows_added += len(rows)
+        window_s, fingerprint = rows[0]["window_s"], rows[0]["model"]
+        for key, digest in done:
+            if key in state:
+                self._delete_except(key, (digest, fingerprint, window_s))
+                report.replaced.append(key)
+            else:
+                report.added.append(key)
+
+    def _delete_except(self, path: str, keep: tuple[str, str, float]) -> None:
+        self.table().delete(f"path = {_sql(path)} AND NOT ({_key_sql(keep)})")
+
+    def _merge_shards(self, rows, rank, world, state, report, dim) -> None:
+        """Each rank writes its rows to a shard file; rank 0 commits them after a barrier."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        import torch.distributed as dist
+
+        shard_dir = self.dir / ".shards"
+        shard_dir.mkdir(exist_ok=True)
+        path = shard_dir / f"rank-{rank:05d}-of-{world:05d}.parquet"
+        tmp = path.with_suffix(".tmp")
+        pq.write_table(pa.Table.from_pylist(rows, schema=self._schema(dim)), tmp)
+        os.replace(tmp, path)
+        gathered: list[Any] = [None] * world
+        if dist.is_available() and dist.is_initialized():
+            dist.all_gather_object(gathered, (report.failed, rank))
+            dist.barrier()
+        if rank != 0:
+            return
+        for failed, _ in filter(None, gathered):
+            report.failed.update(failed)
+        all_rows: list[dict[str, Any]] = []
+        for r in range(world):
+            shard = shard_dir / f"rank-{r:05d}-of-{world:05d}.parquet"
+            all_rows.extend(pq.read_table(shard).to_pylist())
+        done = list(dict.fromkeys((row["path"], row["hash"]) for row in all_rows))
+        self._commit(all_rows, done, state, report, dim)
+        for r in range(world):
+            (shard_dir / f"rank-{r:05d}-of-{world:05d}.parquet").unlink(missing_ok=True)
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+
+    def ensure_ann(self, threshold: int = DEFAULT_ANN_THRESHOLD) -> bool:
+        """(Re)build the ANN index when the table has at least ``threshold`` rows; True if built."""
+        rows = self.count()
+        if rows == 0 or rows < threshold:
+            return False
+        from lancedb.index import IvfHnswSq
+
+        partitions = max(1, min(256, rows // 4096))
+        self.table().create_index(
+            "vector", config=IvfHnswSq(distance_type="cosine", num_partitions=partitions), replace=True
+        )
+        return True
+
+    def has_ann(self) -> bool:
+        return self.count() > 0 and any("vector" in i.columns for i in self.table().list_indices())
+
+    # ------------------------------------------------------------------ querying
+    def search(self, vector: np.ndarray, k: int = 10) -> list[Hit]:
+        """Top-``k`` windows by cosine similarity to a query vector (text or audio)."""
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        if self.count() == 0:
+            return []
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        dim = self.meta().get("dim")
+        if dim is not None and query.shape[0] != dim:
+            raise IndexStoreError(f"{self.dir}: query has {query.shape[0]} dimensions, the index {dim}")
+        builder = self.table().search(query).distance_type("cosine").limit(k)
+        if self.has_ann():
+            builder = builder.nprobes(20).refine_factor(10)
+        hits = builder.select(["path", "start", "end", "window", "_distance"]).to_list()
+        return [
+            Hit(h["path"], float(h["start"]), float(h["end"]), 1.0 - float(h["_distance"]), int(h["window"]))
+            for h in hits
+        ]
+
+    def check_model(self, model: Any) -> None:
+        """Raise unless ``model`` is the one that built this index."""
+        expected = self.meta().get("fingerprint")
+        if expected and expected != model_fingerprint(model):
+            raise IndexStoreError(
+                f"{self.dir}: built by another model (fingerprint {expected}); pass the model that built it"
+            )
+
+    def search_text(self, model: Any, text: str, k: int = 10) -> list[Hit]:
+        return self.search(model.encode_text(text), k)
+
+    def search_audio(self, model: Any, source: Any, k: int = 10) -> list[Hit]:
+        return self.search(embed_source(model, source), k)
+
+
+def embed_source(
+    model: Any, source: Any, window_seconds: float | None = None, batch_size: int = 16
+) -> np.ndarray:
+    """A whole clip → one vector, streamed window by window (bounded memory for long files)."""
+    window_s = float(window_seconds or model.config.window_seconds)
+    windows = list(iter_windows(source, window_s))
+    vectors = embed_windows(model, [w for _, _, w in windows], batch_size)
+    return pool_windows(vectors, [end - start for start, end, _ in windows])
+
+
+def _sql(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _key_sql(key: tuple[str, str, float]) -> str:
+    digest, fingerprint, window_s = key
+    return f"hash = {_sql(digest)} AND model = {_sql(fingerprint)} AND window_s = {float(window_s)!r}"
+
+
+def _dist_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def load_index_model(index: AudioIndex, model_path: str | os.PathLike | None = None) -> Any:
+    """The model that built ``index`` (from the recorded folder unless ``model_path`` is given)."""
+    from audiovec.model import AudioTextEmbedder
+
+    path = model_path or index.meta().get("model_dir")
+    if not path:
+        raise ConfigError(f"{index.dir}: the index does not record its model folder; pass --model")
+    model = AudioTextEmbedder.from_pretrained(path)
+    index.check_model(model)
+    return model
+
+
+__all__ = [
+    "AudioIndex",
+    "Hit",
+    "IndexReport",
+    "IndexStoreError",
+    "collect_audio_files",
+    "embed_source",
+    "embed_windows",
+    "file_sha256",
+    "load_index_model",
+    "model_fingerprint",
+    "pool_windows",
+]

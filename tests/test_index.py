@@ -1,0 +1,288 @@
+"""LanceDB index on real FSDD audio: windows of long files, incremental runs, bad files, kills, ANN, CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiovec.audio import SAMPLE_RATE, load_audio
+from audiovec.cli import main
+from audiovec.index import (
+    AudioIndex,
+    IndexStoreError,
+    embed_source,
+    embed_windows,
+    file_sha256,
+    model_fingerprint,
+)
+from audiovec.model import AudioTextEmbedder
+from audiovec.testing import fsdd_files, save_tiny_embedder
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir: Path) -> AudioTextEmbedder:
+    return AudioTextEmbedder.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture()
+def clips(tmp_path: Path, fsdd_clips: list[Path]) -> list[Path]:
+    """Copies of real recordings in a folder the test may modify."""
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    return [Path(shutil.copy(c, folder / c.name)) for c in fsdd_clips[:6]]
+
+
+@pytest.fixture()
+def long_file(tmp_path: Path) -> Path:
+    """~6.7 s of real speech (twelve recordings back to back) at 16 kHz."""
+    wave = np.concatenate([load_audio(f) for f in fsdd_files(12)])
+    path = tmp_path / "long.wav"
+    sf.write(path, wave, SAMPLE_RATE)
+    return path
+
+
+def stored(index: AudioIndex) -> list[dict]:
+    return index.rows(["path", "window", "n_windows", "start", "end", "hash"]).to_pylist()
+
+
+def assert_consistent(index: AudioIndex, expected_paths: set[str]) -> None:
+    """Every file exactly once: windows 0..n-1 with no duplicate and no gap."""
+    rows = stored(index)
+    keys = Counter((r["path"], r["window"]) for r in rows)
+    assert max(keys.values()) == 1, [k for k, n in keys.items() if n > 1]
+    by_path: dict[str, set[int]] = {}
+    for r in rows:
+        by_path.setdefault(r["path"], set()).add(r["window"])
+        assert r["window"] < r["n_windows"]
+    assert set(by_path) == expected_paths
+    for path, windows in by_path.items():
+        n = next(r["n_windows"] for r in rows if r["path"] == path)
+        assert windows == set(range(n)), path
+
+
+def test_long_file_is_one_row_per_window_and_searchable_by_segment(model, long_file, tmp_path):
+    index = AudioIndex(tmp_path / "db")
+    report = index.add(model, [long_file], window_seconds=2.0)
+    assert report.added == [str(long_file)] and not report.failed
+    duration = sf.info(long_file).frames / SAMPLE_RATE
+    rows = sorted(stored(index), key=lambda r: r["window"])
+    assert len(rows) == int(np.ceil(duration / 2.0)) == rows[0]["n_windows"]
+    assert rows[0]["start"] == 0.0 and rows[-1]["end"] == pytest.approx(duration, abs=1e-3)
+    for a, b in zip(rows, rows[1:]):
+        assert a["end"] == pytest.approx(b["start"])
+    # querying with the third window's own audio finds that window, with its time span
+    wave = load_audio(long_file)
+    third = wave[4 * SAMPLE_RATE : 6 * SAMPLE_RATE]
+    hit = index.search(embed_windows(model, [third])[0], k=1)[0]
+    assert (hit.path, hit.window, hit.start, hit.end) == (str(long_file), 2, 4.0, 6.0)
+    assert hit.score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_short_file_row_equals_library_vector_and_text_search_ranks_by_cosine(model, clips, tmp_path):
+    index = AudioIndex(tmp_path / "db")
+    index.add(model, clips)
+    for clip in clips[:2]:
+        hit = index.search(model.encode_audio(str(clip)), k=1)[0]
+        assert hit.path == str(clip) and hit.score == pytest.approx(1.0, abs=1e-4)
+    text = model.encode_text("a man saying zero")
+    hits = index.search(text, k=len(clips))
+    expected = model.similarity(text, model.encode_audio([str(c) for c in clips]))[0]
+    assert [h.path for h in hits] == [str(clips[i]) for i in np.argsort(-expected)]
+    assert [h.score for h in hits] == pytest.approx(sorted(expected, reverse=True), abs=1e-4)
+
+
+def test_rerun_adds_nothing_and_changed_file_is_reindexed(model, clips, tmp_path):
+    index = AudioIndex(tmp_path / "db")
+    first = index.add(model, [clips[0].parent])
+    assert len(first.added) == len(clips)
+    again = index.add(model, [clips[0].parent])
+    assert again.rows_added == 0 and len(again.skipped) == len(clips) and index.count() == len(clips)
+    other = fsdd_files(digits="9")[0]
+    shutil.copy(other, clips[0])  # the file changes on disk
+    third = index.add(model, [clips[0].parent])
+    assert third.replaced == [str(clips[0])] and len(third.skipped) == len(clips) - 1
+    assert index.count() == len(clips)
+    assert_consistent(index, {str(c) for c in clips})
+    row = next(r for r in index.rows(["path", "hash", "vector"]).to_pylist() if r["path"] == str(clips[0]))
+    assert row["hash"] == file_sha256(other)
+    np.testing.assert_allclose(row["vector"], model.encode_audio(str(other)), atol=1e-5)
+
+
+def test_bad_files_are_reported_and_skipped(model, clips, tmp_path):
+    folder = clips[0].parent
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "noise.wav").write_bytes(os.urandom(2000))
+    (folder / "notes.mp3").write_text("not audio at all\n")
+    missing = tmp_path / "missing.wav"
+    report = AudioIndex(tmp_path / "db").add(model, [folder, missing])
+    assert set(report.failed) == {str(folder / n) for n in ("empty.wav", "noise.wav", "notes.mp3")} | {
+        str(missing)
+    }
+    assert all(reason for reason in report.failed.values())
+    assert sorted(report.added) == sorted(str(c) for c in clips)
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from audiovec.index import AudioIndex
+    from audiovec.model import AudioTextEmbedder
+    model = AudioTextEmbedder.from_pretrained(sys.argv[1])
+    def committed(report):
+        print("committed", len(report.added), flush=True)
+        time.sleep(float(sys.argv[3]))
+    AudioIndex(sys.argv[2]).add(model, sys.argv[4:], model_dir=sys.argv[1], batch_files=2,
+                                window_seconds=2.0, on_commit=committed)
+    print("done", flush=True)
+    """
+)
+
+
+def _run_and_kill(
+    script: Path, args: list[str], after_commits: int | None, delay: float | None = None
+) -> int:
+    proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE, text=True)
+    commits = 0
+    try:
+        if after_commits is not None:
+            for line in proc.stdout:  # bounded: the script ends by itself
+                if line.startswith("committed"):
+                    commits += 1
+                    if commits >= after_commits:
+                        break
+        else:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=delay)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+        proc.stdout.close()
+    return commits
+
+
+def test_killed_run_resumes_without_duplicates_or_losses(tiny_model_dir, model, clips, long_file, tmp_path):
+    script = tmp_path / "run_index.py"
+    script.write_text(KILL_SCRIPT)
+    db = tmp_path / "db"
+    files = [str(long_file), *map(str, clips)]
+    commits = _run_and_kill(script, [str(tiny_model_dir), str(db), "30", *files], after_commits=1)
+    assert commits == 1
+    index = AudioIndex(db)
+    partial = {r["path"] for r in stored(index)}
+    assert 0 < len(partial) < len(files)  # really killed mid-way
+    assert_consistent(index, partial)
+    report = AudioIndex(db).add(model, files, window_seconds=2.0)
+    assert sorted(report.skipped) == sorted(partial)
+    assert sorted(report.added) == sorted(set(files) - partial)
+    assert_consistent(AudioIndex(db), set(files))
+    assert AudioIndex(db).meta()["model_dir"] == os.path.abspath(tiny_model_dir)
+
+
+@pytest.mark.slow
+def test_repeated_random_kills_never_duplicate(tiny_model_dir, model, clips, long_file, tmp_path):
+    script = tmp_path / "run_index.py"
+    script.write_text(KILL_SCRIPT)
+    db = tmp_path / "db"
+    files = [str(long_file), *map(str, clips)]
+    rng = random.Random(0)
+    for _ in range(6):
+        _run_and_kill(script, [str(tiny_model_dir), str(db), "0", *files], None, delay=rng.uniform(3.0, 12.0))
+        if AudioIndex(db).count():
+            assert_consistent(AudioIndex(db), {r["path"] for r in stored(AudioIndex(db))})
+    AudioIndex(db).add(model, files, window_seconds=2.0)
+    assert_consistent(AudioIndex(db), set(files))
+
+
+def test_ann_index_is_built_past_threshold_and_agrees_with_exact_search(model, clips, long_file, tmp_path):
+    exact = AudioIndex(tmp_path / "exact")
+    exact.add(model, [*clips, long_file], window_seconds=2.0, ann_threshold=10**9)
+    ann = AudioIndex(tmp_path / "ann")
+    report = ann.add(model, [*clips, long_file], window_seconds=2.0, ann_threshold=5)
+    assert report.ann_built and ann.has_ann() and not exact.has_ann()
+    for clip in clips[:3]:  # tiny random models give near-identical vectors: compare scores, not paths
+        query = model.encode_audio(str(clip))
+        found, truth = ann.search(query, k=3), exact.search(query, k=3)
+        assert [h.score for h in found] == pytest.approx([h.score for h in truth], abs=1e-4)
+        assert found[0].score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_index_built_by_another_model_is_refused(model, clips, tmp_path):
+    index = AudioIndex(tmp_path / "db")
+    index.add(model, clips[:2])
+    other = AudioTextEmbedder.from_pretrained(save_tiny_embedder(tmp_path / "other", seed=7))
+    assert model_fingerprint(other) != model_fingerprint(model)
+    with pytest.raises(IndexStoreError, match="another model"):
+        index.add(other, clips[:2])
+    with pytest.raises(IndexStoreError, match="another model"):
+        index.check_model(other)
+    report = index.add(other, clips[:2], rebuild=True)
+    assert len(report.added) == 2 and index.count() == 2
+
+
+def test_cli_index_then_search_text_and_audio(tiny_model_dir, model, clips, tmp_path, capsys):
+    db = tmp_path / "db"
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF")
+    assert (
+        main(["index", str(tiny_model_dir), str(clips[0].parent), str(bad), "--db", str(db), "--json"]) == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["added"]) == len(clips) and list(report["failed"]) == [str(bad)]
+    assert main(["search", "--db", str(db), "a man saying one", "-k", "3", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 3 and {"path", "start", "end", "score"} <= set(hits[0])
+    assert main(["search", "--db", str(db), "--audio", str(clips[1]), "-k", "1", "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)[0]
+    assert top["path"] == str(clips[1]) and top["score"] == pytest.approx(1.0, abs=1e-4)
+    assert main(["search", "--db", str(tmp_path / "nothing"), "dog"]) == 1
+
+
+def test_embed_source_equals_encode_audio_for_long_file(model, long_file):
+    streamed = embed_source(model, long_file, window_seconds=model.config.window_seconds)
+    assert np.dot(streamed, model.encode_audio(str(long_file))) == pytest.approx(1.0, abs=1e-5)
+
+
+SHARD_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import torch.distributed as dist
+    from audiovec.index import AudioIndex
+    from audiovec.model import AudioTextEmbedder
+    dist.init_process_group("gloo")
+    model = AudioTextEmbedder.from_pretrained(sys.argv[1])
+    report = AudioIndex(sys.argv[2]).add(model, sys.argv[3:], model_dir=sys.argv[1], window_seconds=2.0)
+    print("rank", dist.get_rank(), "failed", len(report.failed), flush=True)
+    dist.destroy_process_group()
+    """
+)
+
+
+@pytest.mark.slow
+def test_sharded_index_under_torchrun_writes_one_table(tiny_model_dir, model, clips, long_file, tmp_path):
+    script = tmp_path / "shard.py"
+    script.write_text(SHARD_SCRIPT)
+    db = tmp_path / "db"
+    files = [str(long_file), *map(str, clips), str(tmp_path / "missing.wav")]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0"]
+    out = subprocess.run(
+        [*cmd, str(script), str(tiny_model_dir), str(db), *files], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert_consistent(AudioIndex(db), set(files[:-1]))
+    single = AudioIndex(tmp_path / "single")
+    single.add(model, files[:-1], window_seconds=2.0)
+    query = model.encode_audio(str(clips[2]))
+    assert [h.path for h in AudioIndex(db).search(query, 4)] == [h.path for h in single.search(query, 4)]
