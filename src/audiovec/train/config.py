@@ -178,9 +178,20 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
                 raise ConfigError(f"override --{key}: missing a value")
             value = args[i + 1]
             i += 1
-        out[key.replace("-", "_")] = yaml.safe_load(value) if value != "" else ""
+        out[key.replace("-", "_")] = _parse_value(value)
         i += 1
     return out
+
+
+def _parse_value(text: str) -> Any:
+    """YAML scalars, plus numbers YAML 1.1 reads as strings (``3e-4``)."""
+    value = yaml.safe_load(text) if text != "" else ""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
