@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiovec.audio import load_audio
+from audiovec.audio import iter_windows, load_audio
 from audiovec.errors import AudioDecodeError
 from audiovec.testing import fsdd_files, tiny_embedder
 from badaudio import CLEAN_NAME, BadInput, is_privileged, make_corpus, restore_permissions
@@ -79,6 +79,19 @@ def test_bytes_and_streams_agree_with_paths(corpus: list[BadInput]) -> None:
         np.testing.assert_array_equal(load_audio(data), wave, err_msg=case.kind)
         with open(case.path, "rb") as handle:
             np.testing.assert_array_equal(load_audio(handle), wave, err_msg=case.kind)
+
+
+def test_streamed_windows_agree_with_whole_decode(corpus: list[BadInput]) -> None:
+    """iter_windows gives the same outcome, and the same samples, as load_audio for every case."""
+    for case in corpus:
+        if case.expect == "error":
+            with pytest.raises(AudioDecodeError):
+                list(iter_windows(case.path, window_seconds=0.5))
+            continue
+        whole = load_audio(case.path)
+        streamed = np.concatenate([w for _, _, w in iter_windows(case.path, window_seconds=0.5)])
+        assert streamed.shape == whole.shape, case.kind
+        np.testing.assert_allclose(streamed, whole, atol=1e-5, err_msg=case.kind)
 
 
 def test_format_variants_match_the_clean_waveform(corpus: list[BadInput]) -> None:

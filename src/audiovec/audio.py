@@ -16,6 +16,7 @@ import math
 import os
 import re
 import stat
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -265,7 +266,13 @@ def _finish(source: AudioSource, wave: np.ndarray, rate: int) -> np.ndarray:
     if not np.isfinite(wave).all():
         raise AudioDecodeError(source, "contains non-finite samples (NaN or Inf)")
     if rate != SAMPLE_RATE:
-        wave = soxr.resample(wave, rate, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
+        resampled = soxr.resample(wave, rate, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
+        if resampled.size == 0:  # e.g. 1 sample at 48 kHz: shorter than one output sample
+            raise AudioDecodeError(
+                source,
+                f"too short: {wave.size} samples at {rate} Hz is less than one sample at {SAMPLE_RATE} Hz",
+            )
+        wave = resampled
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 
@@ -289,24 +296,34 @@ def _stream_blocks(source: AudioSource, sample_rate: int | None) -> Iterator[np.
             else None
         )
         block = max(1, int(STREAM_BLOCK_SECONDS * rate))
-        total = 0
+        total = emitted = 0
         while True:
             try:
                 data = handle.read(block, dtype="float32", always_2d=True)
             except Exception as exc:  # noqa: BLE001 - truncated or corrupt mid-file
-                raise AudioDecodeError(source, f"cannot decode: {_short(exc)}") from None
-            last = data.shape[0] < block
+                if emitted == 0:  # nothing streamed yet: decode whole, exactly as load_audio does
+                    yield load_audio(source)
+                    return
+                warnings.warn(f"{path}: stopped at {total / rate:.1f} s: {_short(exc)}", stacklevel=3)
+                data, last = np.zeros((0, 1), np.float32), True
+            else:
+                last = data.shape[0] < block
             mono = data.mean(axis=1, dtype=np.float64).astype(np.float32)
             if not np.isfinite(mono).all():
                 raise AudioDecodeError(source, "contains non-finite samples (NaN or Inf)")
             total += mono.shape[0]
             out = resampler.resample_chunk(mono, last=last) if resampler is not None else mono
             if out.size:
+                emitted += out.size
                 yield np.ascontiguousarray(out, dtype=np.float32)
             if last:
                 break
         if total == 0:
             raise AudioDecodeError(source, "no audio samples (zero-length)")
+        if emitted == 0:
+            raise AudioDecodeError(
+                source, f"too short: {total} samples at {rate} Hz is less than one sample at {SAMPLE_RATE} Hz"
+            )
 
 
 _ERRNO = re.compile(r"^\[Errno -?\d+\]\s*")
