@@ -403,9 +403,12 @@ class AudioTextEmbedder(nn.Module):
             raise CheckpointError(f"{config_file}: invalid JSON ({exc})") from None
         config = EmbedderConfig.from_json(data, str(config_file))
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        with _no_init():
+        with no_init():
             model = cls.from_config(config, tokenizer)
         state = load_state_dict(folder, allow_pickle=allow_pickle)
+        if dtype is None and state:  # keep the stored precision (a bf16 folder loads as bf16)
+            stored = {t.dtype for t in state.values() if t.is_floating_point()}
+            dtype = stored.pop() if len(stored) == 1 else None
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise CheckpointError(
@@ -460,7 +463,8 @@ def _config_dict(config: Any) -> dict[str, Any]:
     return data
 
 
-def _no_init():
+def no_init():
+    """Context in which transformers modules skip their random initialisation (weights come next)."""
     try:
         from transformers.initialization import no_init_weights
 
@@ -469,6 +473,9 @@ def _no_init():
         import contextlib
 
         return contextlib.nullcontext()
+
+
+_no_init = no_init  # old private name, kept for callers
 
 
 def _is_array(item: Any) -> bool:
