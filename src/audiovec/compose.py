@@ -116,14 +116,14 @@ def _backbone_config(
 # ---------------------------------------------------------------------------------------------- building
 def _build(audio: Component, backbone_config: dict[str, Any], device: str | None, dtype: torch.dtype) -> Any:
     """Tower + backbone allocated on ``device`` without random init (meta for dry runs)."""
-    from audiovec.model import _no_init, build_backbone
+    from audiovec.model import build_backbone, no_init
     from audiovec.towers import build_tower
 
     tower_config = audio.config
     if audio.layout == "ct2_whisper":
         tower_config = _ct2_config(audio)
     ctx = torch.device(device) if device == "meta" else contextlib.nullcontext()
-    with ctx, _no_init(), _default_dtype(dtype):
+    with ctx, no_init(), _default_dtype(dtype):
         try:
             tower = build_tower(audio.kind, tower_config)
         except (TypeError, ValueError, AttributeError) as exc:

@@ -475,8 +475,6 @@ def no_init():
         return contextlib.nullcontext()
 
 
-_no_init = no_init  # old private name, kept for callers
-
 
 def _is_array(item: Any) -> bool:
     return isinstance(item, np.ndarray) or (hasattr(item, "detach") and hasattr(item, "shape"))
