@@ -23,7 +23,6 @@ class ModelSpec:
 
     path: str | None = None  # a folder written by save_pretrained (`audiovec compose` / `prune`)
     tiny: dict[str, Any] | None = None  # {tower, backbone, seed, keep_layers?} → audiovec.testing
-    dtype: str = "float32"  # weights are kept in fp32; compute precision is train.precision
 
 
 @dataclass
