@@ -276,7 +276,7 @@ def test_sharded_index_under_torchrun_writes_one_table(tiny_model_dir, model, cl
     script.write_text(SHARD_SCRIPT)
     db = tmp_path / "db"
     files = [str(long_file), *map(str, clips), str(tmp_path / "missing.wav")]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     out = subprocess.run(
         [*cmd, str(script), str(tiny_model_dir), str(db), *files], capture_output=True, text=True, timeout=300
     )

@@ -407,20 +407,17 @@ class AudioIndex:
         if dist.is_available() and dist.is_initialized():
             dist.all_gather_object(gathered, (report.failed, rank))
             dist.barrier()
-        if rank != 0:
-            return
-        for failed, _ in filter(None, gathered):
-            report.failed.update(failed)
-        all_rows: list[dict[str, Any]] = []
-        for r in range(world):
-            shard = shard_dir / f"rank-{r:05d}-of-{world:05d}.parquet"
-            all_rows.extend(pq.read_table(shard).to_pylist())
-        done = list(dict.fromkeys((row["path"], row["hash"]) for row in all_rows))
-        self._commit(all_rows, done, state, report, dim)
-        for r in range(world):
-            (shard_dir / f"rank-{r:05d}-of-{world:05d}.parquet").unlink(missing_ok=True)
+        if rank == 0:
+            for failed, _ in filter(None, gathered):
+                report.failed.update(failed)
+            shards = [shard_dir / f"rank-{r:05d}-of-{world:05d}.parquet" for r in range(world)]
+            all_rows = [row for shard in shards for row in pq.read_table(shard).to_pylist()]
+            done = list(dict.fromkeys((row["path"], row["hash"]) for row in all_rows))
+            self._commit(all_rows, done, state, report, dim)
+            for shard in shards:
+                shard.unlink(missing_ok=True)
         if dist.is_available() and dist.is_initialized():
-            dist.barrier()
+            dist.barrier()  # every rank returns only once the table holds all rows
 
     def ensure_ann(self, threshold: int = DEFAULT_ANN_THRESHOLD) -> bool:
         """(Re)build the ANN index when the table has at least ``threshold`` rows; True if built."""
