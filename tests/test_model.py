@@ -130,3 +130,20 @@ def test_bf16_inference_close_to_fp32(fsdd_clips):
     bf16 = model.to(torch.bfloat16).encode_audio(clips)
     cos = (fp32 * bf16).sum(1)
     assert cos.min() > 0.99, cos
+
+
+def test_min_seconds_pads_with_silence_but_pools_only_the_clip(fsdd_clips):
+    model = tiny_embedder("whisper", "qwen2", min_seconds=3.0)
+    wave = load_audio(fsdd_clips[0])
+    assert len(wave) < 3 * 16000
+    batch = model.featurize([wave])
+    assert int(batch["lengths"][0]) == 300 and int(batch["content_lengths"][0]) == len(wave) // 160
+    vec = model.encode_audio(wave, sample_rate=16000)
+    padded = np.concatenate([wave, np.zeros(3 * 16000 - len(wave), np.float32)])
+    tokens, mask = model.tower(**{k: v for k, v in model.featurize([padded]).items() if k != "content_lengths"})
+    keep = int(model.tower.output_lengths(batch["content_lengths"])[0])
+    with torch.no_grad():
+        by_hand = model._pool_backbone(*model.projector(tokens[:, :keep], mask[:, :keep]))[0].numpy()
+    np.testing.assert_allclose(vec, by_hand, atol=1e-5)
+    reloaded_config = model.config.to_json()["features"]
+    assert reloaded_config["min_seconds"] == 3.0

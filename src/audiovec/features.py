@@ -43,11 +43,17 @@ def num_frames(num_samples: int | torch.Tensor) -> int | torch.Tensor:
 
 
 class LogMelExtractor:
-    """Callable turning a list of 16 kHz waveforms into ``(features (B, n_mels, T), lengths (B,))``."""
+    """Callable turning a list of 16 kHz waveforms into ``(features (B, n_mels, T), lengths (B,))``.
 
-    def __init__(self, n_mels: int = 128, sample_rate: int = SAMPLE_RATE) -> None:
+    With ``min_seconds > 0`` shorter clips are first padded with silence to that duration (encoders trained
+    only on long windows, like Whisper, represent short clips better that way); :meth:`batch` then also
+    reports ``content_lengths``, the frames that hold the clip itself, so pooling can ignore the padding.
+    """
+
+    def __init__(self, n_mels: int = 128, sample_rate: int = SAMPLE_RATE, min_seconds: float = 0.0) -> None:
         self.n_mels = n_mels
         self.sample_rate = sample_rate
+        self.min_samples = int(round(min_seconds * sample_rate))
         self._filters = mel_filters(n_mels, sample_rate)
         self._window = torch.hann_window(N_FFT, periodic=True)
         self._cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -65,7 +71,10 @@ class LogMelExtractor:
             raise ValueError("no waveforms given")
         device = torch.device(device or "cpu")
         filters, window = self._on(device)
-        tensors = [pad_short(torch.as_tensor(w, dtype=torch.float32).reshape(-1)) for w in waves]
+        tensors = [
+            pad_short(torch.as_tensor(w, dtype=torch.float32).reshape(-1), max(MIN_SAMPLES, self.min_samples))
+            for w in waves
+        ]
         lengths = torch.tensor([num_frames(t.shape[0]) for t in tensors], dtype=torch.long)
         pad = N_FFT // 2
         framed = [
@@ -85,6 +94,16 @@ class LogMelExtractor:
         mel = (mel + 4.0) / 4.0
         mel = mel.masked_fill(~valid[:, None, :], 0.0)
         return mel.contiguous(), lengths.to(device)
+
+    def batch(
+        self, waves: Sequence[np.ndarray | torch.Tensor], device: torch.device | str | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``{"features", "lengths", "content_lengths"}`` for a batch (see the class docstring)."""
+        features, lengths = self(waves, device)
+        content = torch.tensor(
+            [max(1, num_frames(len(w))) for w in waves], dtype=torch.long, device=lengths.device
+        )
+        return {"features": features, "lengths": lengths, "content_lengths": torch.minimum(content, lengths)}
 
 
 def pad_short(wave: torch.Tensor, min_samples: int = MIN_SAMPLES) -> torch.Tensor:

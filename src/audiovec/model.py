@@ -74,6 +74,7 @@ class EmbedderConfig:
     projector_downsample: int = 1
     pooling: str = "mean"
     window_seconds: float = DEFAULT_WINDOW_SECONDS
+    min_seconds: float = 0.0
     text_max_length: int = 512
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -90,6 +91,7 @@ class EmbedderConfig:
                 "n_mels": int(self.tower_config.get("num_mel_bins", 128)),
                 "sample_rate": SAMPLE_RATE,
                 "window_seconds": self.window_seconds,
+                "min_seconds": self.min_seconds,
             },
             "text": {"max_length": self.text_max_length},
             "extra": self.extra,
@@ -107,6 +109,7 @@ class EmbedderConfig:
                 projector_downsample=int(data.get("projector", {}).get("downsample", 1)),
                 pooling=data.get("pooling", "mean"),
                 window_seconds=float(data.get("features", {}).get("window_seconds", DEFAULT_WINDOW_SECONDS)),
+                min_seconds=float(data.get("features", {}).get("min_seconds", 0.0)),
                 text_max_length=int(data.get("text", {}).get("max_length", 512)),
                 extra=data.get("extra", {}),
             )
@@ -166,7 +169,7 @@ class AudioTextEmbedder(nn.Module):
         self.projector = Projector(tower.output_dim, hidden, config.projector_downsample)
         self.backbone = backbone
         self.tokenizer = tokenizer
-        self.feature_extractor = LogMelExtractor(tower.n_mels)
+        self.feature_extractor = LogMelExtractor(tower.n_mels, min_seconds=config.min_seconds)
         self._check_positions()
 
     # ------------------------------------------------------------------------------ construction
@@ -180,6 +183,7 @@ class AudioTextEmbedder(nn.Module):
         pooling: str = "mean",
         projector_downsample: int = 1,
         window_seconds: float = DEFAULT_WINDOW_SECONDS,
+        min_seconds: float = 0.0,
         text_max_length: int = 512,
     ) -> AudioTextEmbedder:
         """Assemble a model around an existing tower and backbone (weights kept; projector new)."""
@@ -190,6 +194,7 @@ class AudioTextEmbedder(nn.Module):
             projector_downsample=projector_downsample,
             pooling=pooling,
             window_seconds=window_seconds,
+            min_seconds=min_seconds,
             text_max_length=text_max_length,
         )
         return cls(config, tower, backbone, tokenizer)
@@ -230,8 +235,8 @@ class AudioTextEmbedder(nn.Module):
 
     # ------------------------------------------------------------------------------ tensors in, vectors out
     def featurize(self, waves: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
-        features, lengths = self.feature_extractor(waves, device=self.device)
-        return {"features": features, "lengths": lengths}
+        """``{"features", "lengths", "content_lengths"}`` on the model's device, ready for :meth:`forward_audio`."""
+        return self.feature_extractor.batch(waves, device=self.device)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         batch = self.tokenizer(
@@ -246,8 +251,13 @@ class AudioTextEmbedder(nn.Module):
             "attention_mask": batch["attention_mask"].to(self.device),
         }
 
-    def forward_audio(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward_audio(
+        self, features: torch.Tensor, lengths: torch.Tensor, content_lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
         tokens, mask = self.tower(features, lengths)
+        if content_lengths is not None:  # silence padding (min_seconds) is seen by the tower, not pooled
+            keep = self.tower.output_lengths(content_lengths.to(mask.device)).clamp(min=1)
+            mask = mask & (torch.arange(mask.shape[1], device=mask.device)[None, :] < keep[:, None])
         embeds, mask = self.projector(tokens, mask)
         return self._pool_backbone(embeds, mask)
 
@@ -473,7 +483,6 @@ def no_init():
         import contextlib
 
         return contextlib.nullcontext()
-
 
 
 def _is_array(item: Any) -> bool:

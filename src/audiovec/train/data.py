@@ -108,15 +108,16 @@ class TextPairs(Dataset):
         return {**self.rows[index], "epoch": epoch, "position": position}
 
 
-def collate_audio(items: list[dict[str, Any] | None], *, tokenizer: Any, n_mels: int) -> dict[str, Any]:
+def collate_audio(
+    items: list[dict[str, Any] | None], *, tokenizer: Any, n_mels: int, min_seconds: float = 0.0
+) -> dict[str, Any]:
     """Waveforms → padded log-mel + lengths; captions → token ids; captions/labels → masking keys."""
 
     batch = collate_audio_text(items)
-    features, lengths = _extractor(n_mels)(batch["waveforms"])
+    audio = _extractor(n_mels, min_seconds).batch(batch["waveforms"])
     tokens = tokenizer(batch["captions"], padding=True, truncation=True, max_length=128, return_tensors="pt")
     return {
-        "features": features,
-        "lengths": lengths,
+        **audio,
         "input_ids": tokens["input_ids"],
         "attention_mask": tokens["attention_mask"],
         "keys": [text_keys(batch["captions"]), label_keys(batch["labels"])],
@@ -127,10 +128,10 @@ def collate_audio(items: list[dict[str, Any] | None], *, tokenizer: Any, n_mels:
 
 
 @functools.lru_cache(maxsize=4)
-def _extractor(n_mels: int) -> Any:
+def _extractor(n_mels: int, min_seconds: float = 0.0) -> Any:
     from audiovec.features import LogMelExtractor
 
-    return LogMelExtractor(n_mels)
+    return LogMelExtractor(n_mels, min_seconds=min_seconds)
 
 
 def collate_pairs(items: list[dict[str, Any]], *, tokenizer: Any) -> dict[str, Any]:
@@ -156,7 +157,14 @@ def collate_pairs(items: list[dict[str, Any]], *, tokenizer: Any) -> dict[str, A
 
 
 def make_loader(
-    recipe: Recipe, tokenizer: Any, n_mels: int, *, rank: int, world: int, dev: bool = False
+    recipe: Recipe,
+    tokenizer: Any,
+    n_mels: int,
+    *,
+    rank: int,
+    world: int,
+    dev: bool = False,
+    min_seconds: float = 0.0,
 ) -> DataLoader:
     """The training (or dev) DataLoader for this process's slice of each global batch."""
     t, d = recipe.train, recipe.data
@@ -173,7 +181,9 @@ def make_loader(
         dataset = audio_dataset(recipe, entries, t.seed)
         if dev:
             dataset.rows = dataset.rows[: d.dev_max_items]
-        collate = functools.partial(collate_audio, tokenizer=tokenizer, n_mels=n_mels)
+        collate = functools.partial(
+            collate_audio, tokenizer=tokenizer, n_mels=n_mels, min_seconds=min_seconds
+        )
     sampler = BucketBatchSampler(
         dataset,
         local,

@@ -187,7 +187,9 @@ class PairEncoder(nn.Module):
             if self.mode == "audio":
                 lengths = chunk["lengths"].to(device)
                 features = chunk["features"][..., : int(lengths.max())].to(device)
-                return self.model.forward_audio(features, lengths), self._text(chunk)
+                content = chunk.get("content_lengths")
+                content = content.to(device) if content is not None else None
+                return self.model.forward_audio(features, lengths, content), self._text(chunk)
             out = [self._text(chunk["anchor"]), self._text(chunk["positive"])]
             if "negative" in chunk:
                 out.append(self._text(chunk["negative"]))
@@ -211,7 +213,14 @@ def _chunks(batch: dict[str, Any], chunk_size: int) -> list[dict[str, Any]]:
         }
         return [{k: v[i] for k, v in parts.items()} for i in range(len(parts["anchor"]))]
     return list(
-        split_batch({k: batch[k] for k in ("features", "lengths", "input_ids", "attention_mask")}, chunk_size)
+        split_batch(
+            {
+                k: batch[k]
+                for k in ("features", "lengths", "content_lengths", "input_ids", "attention_mask")
+                if k in batch
+            },
+            chunk_size,
+        )
     )
 
 
@@ -251,14 +260,32 @@ class Trainer:
         self.optimizer = make_optimizer(self.named, t)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(t))
         n_mels = self.model.tower.n_mels
-        self.loader = make_loader(recipe, self.model.tokenizer, n_mels, rank=self.rank, world=self.world)
+        self.loader = make_loader(
+            recipe,
+            self.model.tokenizer,
+            n_mels,
+            rank=self.rank,
+            world=self.world,
+            min_seconds=self._min_seconds(),
+        )
         self.dev_loader = None
         if recipe.data.dev is not None and self.rank == 0:
-            self.dev_loader = make_loader(recipe, self.model.tokenizer, n_mels, rank=0, world=1, dev=True)
+            self.dev_loader = make_loader(
+                recipe,
+                self.model.tokenizer,
+                n_mels,
+                rank=0,
+                world=1,
+                dev=True,
+                min_seconds=self._min_seconds(),
+            )
         self.step = 0
         torch.manual_seed(t.seed + 1000 + self.rank)  # per-rank stream for dropout and friends
 
     # ------------------------------------------------------------------ checkpoints
+    def _min_seconds(self) -> float:
+        return float(getattr(getattr(self.model, "config", None), "min_seconds", 0.0))
+
     def save(self) -> Path | None:
         rng = [ckpt.rng_state()]
         if self.world > 1:
