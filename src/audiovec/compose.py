@@ -74,6 +74,7 @@ def compose(
     pooling: str = "mean",
     projector_downsample: int = 1,
     window_seconds: float = 30.0,
+    min_seconds: float = 0.0,
     seed: int = 0,
     allow_pickle: bool = False,
     overwrite: bool = False,
@@ -83,6 +84,7 @@ def compose(
     ``dtype`` is ``fp32`` / ``bf16`` / ``fp16``, or ``None`` for the LLM checkpoint's own storage dtype.
     A dry run reads ``config.json`` files only and builds on the meta device.
     """
+    audio_options = {"window_seconds": window_seconds, "min_seconds": min_seconds}
     if dtype is not None and dtype not in DTYPES:
         raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if not dry_run and out is None:
@@ -93,9 +95,9 @@ def compose(
     text = detect_llm(llm)
     backbone_config, kept = _backbone_config(text, llm_layers, layer_strategy)
     if dry_run:
-        return _dry_run(audio, text, backbone_config, kept, pooling, projector_downsample, window_seconds)
+        return _dry_run(audio, text, backbone_config, kept, pooling, projector_downsample, audio_options)
     return _compose(
-        audio, text, backbone_config, kept, Path(out), dtype, pooling, projector_downsample, window_seconds,
+        audio, text, backbone_config, kept, Path(out), dtype, pooling, projector_downsample, audio_options,
         seed, allow_pickle, overwrite,
     )  # fmt: skip
 
@@ -156,11 +158,13 @@ def _ct2_config(audio: Component) -> dict[str, Any]:
     return config.to_dict()
 
 
-def _assemble(tower: Any, backbone: Any, tokenizer: Any, pooling: str, downsample: int, window: float) -> Any:
+def _assemble(
+    tower: Any, backbone: Any, tokenizer: Any, pooling: str, downsample: int, window: dict[str, float]
+) -> Any:
     from audiovec.model import AudioTextEmbedder
 
     return AudioTextEmbedder.from_parts(
-        tower, backbone, tokenizer, pooling=pooling, projector_downsample=downsample, window_seconds=window
+        tower, backbone, tokenizer, pooling=pooling, projector_downsample=downsample, **window
     )
 
 
@@ -175,7 +179,7 @@ def _count(model: Any) -> dict[str, int]:
 
 def _dry_run(
     audio: Component, text: Component, backbone_config: dict[str, Any], kept: list[int] | None,
-    pooling: str, downsample: int, window: float,
+    pooling: str, downsample: int, window: dict[str, float],
 ) -> ComposeResult:  # fmt: skip
     tower, backbone = _build(audio, backbone_config, "meta", torch.float32)
     model = _assemble(tower, backbone, None, pooling, downsample, window)
@@ -272,7 +276,7 @@ def _load_tokenizer(text: Component) -> Any:
 
 def _compose(
     audio: Component, text: Component, backbone_config: dict[str, Any], kept: list[int] | None, out: Path,
-    dtype_name: str | None, pooling: str, downsample: int, window: float, seed: int, allow_pickle: bool,
+    dtype_name: str | None, pooling: str, downsample: int, window: dict[str, float], seed: int, allow_pickle: bool,
     overwrite: bool,
 ) -> ComposeResult:  # fmt: skip
     from audiovec.serialization import atomic_directory

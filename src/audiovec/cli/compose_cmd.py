@@ -41,6 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pooling", default="mean", choices=["mean", "last"])
     p.add_argument("--projector-downsample", type=int, default=1, metavar="K")
     p.add_argument("--window-seconds", type=float, default=30.0)
+    p.add_argument(
+        "--min-seconds", type=float, default=0.0,
+        help="pad shorter clips with silence to this duration before the tower (helps Whisper towers)",
+    )
     p.add_argument("--seed", type=int, default=0, help="projector initialisation seed")
     p.add_argument("--allow-pickle", action="store_true", help="accept pickle (.bin/.pt) weights")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
@@ -63,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         pooling=args.pooling,
         projector_downsample=args.projector_downsample,
         window_seconds=args.window_seconds,
+        min_seconds=args.min_seconds,
         seed=args.seed,
         allow_pickle=args.allow_pickle,
         overwrite=args.overwrite,
