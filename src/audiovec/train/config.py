@@ -53,6 +53,7 @@ class TrainSpec:
     trainable: str = "full"
     lora: LoraSpec = field(default_factory=LoraSpec)
     steps: int = 1000
+    max_minutes: float = 0.0  # wall-clock budget; stop early (and save) once spent; 0 = none
     batch_size: int = 64  # global batch (all processes together)
     chunk_size: int = 0  # GradCache chunk per process; 0 = whole local batch at once
     lr: float = 1e-4

@@ -283,6 +283,13 @@ class Trainer:
         torch.manual_seed(t.seed + 1000 + self.rank)  # per-rank stream for dropout and friends
 
     # ------------------------------------------------------------------ checkpoints
+    def _out_of_time(self, deadline: float) -> bool:
+        """Whether the budget is spent; every rank takes rank 0's answer so all stop at the same step."""
+        stop = torch.tensor([float(time.monotonic() >= deadline)], device=self.device)
+        if self.world > 1:
+            torch.distributed.broadcast(stop, src=0)
+        return bool(stop.item())
+
     def _min_seconds(self) -> float:
         return float(getattr(getattr(self.model, "config", None), "min_seconds", 0.0))
 
@@ -427,7 +434,9 @@ class Trainer:
         bar = tqdm(total=t.steps, initial=self.step, disable=self.rank != 0 or not o.progress, desc="train")
         batches = iter(self.loader)
         losses: list[float] = []
-        while self.step < t.steps:
+        deadline = time.monotonic() + 60 * t.max_minutes if t.max_minutes > 0 else None
+        target = t.steps
+        while self.step < target:
             try:
                 batch = next(batches)
             except StopIteration:
@@ -441,7 +450,7 @@ class Trainer:
             losses.append(loss)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", T=f"{self.loss_fn.temperature:.3f}")
-            if metrics is not None and (self.step % o.log_every == 0 or self.step == t.steps):
+            if metrics is not None and (self.step % o.log_every == 0 or self.step == target):
                 metrics.write(
                     {
                         "kind": "train",
@@ -455,13 +464,16 @@ class Trainer:
                         **memory_mb(),
                     }
                 )
-            if (o.eval_every and self.step % o.eval_every == 0) or self.step == t.steps:
+            if deadline is not None and self.step < target and self._out_of_time(deadline):
+                log.info("time budget of %.1f min spent at step %d of %d", t.max_minutes, self.step, t.steps)
+                target = self.step
+            if (o.eval_every and self.step % o.eval_every == 0) or self.step == target:
                 scores = self.evaluate()
                 if scores is not None and metrics is not None:
                     metrics.write({"kind": "dev", "step": self.step, **scores})
                     log.info("step %d dev %s", self.step, {k: round(v, 4) for k, v in scores.items()})
                 self._barrier()
-            if o.checkpoint_every and (self.step % o.checkpoint_every == 0 or self.step == t.steps):
+            if o.checkpoint_every and (self.step % o.checkpoint_every == 0 or self.step == target):
                 self.save()
         bar.close()
         summary = {"steps": self.step, "losses": losses, "out": str(self.out)}
