@@ -57,6 +57,7 @@ class TrainSpec:
     batch_size: int = 64  # global batch (all processes together)
     chunk_size: int = 0  # GradCache chunk per process; 0 = whole local batch at once
     lr: float = 1e-4
+    new_lr: float = 0.0  # learning rate of the projector and temperature; 0 = same as lr
     weight_decay: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8

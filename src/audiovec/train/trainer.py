@@ -165,10 +165,24 @@ def lr_lambda(spec: TrainSpec):
 
 
 def make_optimizer(named: list[tuple[str, nn.Parameter]], spec: TrainSpec) -> torch.optim.Optimizer:
-    """AdamW; biases, norms and the temperature get no weight decay."""
-    decay = [p for n, p in named if p.ndim >= 2 and "logit_scale" not in n]
-    plain = [p for n, p in named if not (p.ndim >= 2 and "logit_scale" not in n)]
-    groups = [{"params": decay, "weight_decay": spec.weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    """AdamW; biases, norms and the temperature get no weight decay; the projector (new in a composed
+    model) and the temperature may take a larger learning rate (``train.new_lr``)."""
+    fresh_lr = spec.new_lr or spec.lr
+
+    def is_fresh(name: str) -> bool:
+        return "projector." in name or "logit_scale" in name
+
+    groups = []
+    for fresh in (False, True):
+        lr = fresh_lr if fresh else spec.lr
+        members = [(n, p) for n, p in named if is_fresh(n) == fresh]
+        decay = [p for n, p in members if p.ndim >= 2 and "logit_scale" not in n]
+        plain = [p for n, p in members if not (p.ndim >= 2 and "logit_scale" not in n)]
+        groups += [
+            {"params": decay, "weight_decay": spec.weight_decay, "lr": lr},
+            {"params": plain, "weight_decay": 0.0, "lr": lr},
+        ]
+    groups = [g for g in groups if g["params"]]
     return torch.optim.AdamW(groups, lr=spec.lr, betas=tuple(spec.betas), eps=spec.eps)
 
 
