@@ -360,8 +360,7 @@ class AudioTextEmbedder(nn.Module):
         pieces.sort(key=lambda p: p[1].shape[0])
         sums: dict[int, np.ndarray] = {}
         weights: dict[int, float] = {}
-        for start in range(0, len(pieces), batch_size):
-            chunk = pieces[start : start + batch_size]
+        for chunk in length_batches(pieces, batch_size):
             vecs = self.forward_audio(**self.featurize([w for _, w in chunk])).cpu().numpy()
             for (i, wave), vec in zip(chunk, vecs):
                 w = float(wave.shape[0])
@@ -430,6 +429,31 @@ class AudioTextEmbedder(nn.Module):
         if device is not None:
             model.to(device)
         return model
+
+
+PAD_EFFICIENCY = 0.95
+
+
+def length_batches(
+    pieces: list[tuple[int, np.ndarray]], batch_size: int, min_efficiency: float = PAD_EFFICIENCY
+) -> list[list[tuple[int, np.ndarray]]]:
+    """Split length-sorted ``pieces`` into batches of at most ``batch_size`` that keep padding low: a batch
+    closes early when adding the next (longer) piece would drop its useful/padded samples below
+    ``min_efficiency``. Dense length mixes still fill whole batches; sparse ones get smaller batches
+    instead of computing padding."""
+    batches: list[list[tuple[int, np.ndarray]]] = []
+    current: list[tuple[int, np.ndarray]] = []
+    useful = 0
+    for piece in pieces:
+        n = piece[1].shape[0]
+        if current and (len(current) >= batch_size or (useful + n) < min_efficiency * n * (len(current) + 1)):
+            batches.append(current)
+            current, useful = [], 0
+        current.append(piece)
+        useful += n
+    if current:
+        batches.append(current)
+    return batches
 
 
 def resolve_model_dir(path: str | os.PathLike) -> Path:
