@@ -95,6 +95,12 @@ def test_non_finite_samples_are_refused(wave: np.ndarray, where: int, bad: float
         load_audio(wav_bytes(wave, SAMPLE_RATE))
 
 
+@pytest.mark.parametrize("shape", [(0,), (0, 2), (2, 0), (6, 0)])
+def test_empty_arrays_are_refused(shape: tuple[int, ...]) -> None:
+    with pytest.raises(AudioDecodeError, match="zero-length"):
+        load_audio(np.zeros(shape, np.float32), sample_rate=SAMPLE_RATE)
+
+
 @FAST
 @given(payload=st.binary(max_size=2048))
 def test_arbitrary_bytes_give_samples_or_a_decode_error(payload: bytes) -> None:

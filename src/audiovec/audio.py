@@ -3,6 +3,8 @@
 Decoding goes through libsndfile (soundfile: WAV, FLAC, OGG/Vorbis, MP3, AIFF, ...) first and falls back to
 FFmpeg (PyAV: M4A/AAC, Opus, WebM, ...). Channels are averaged, integer PCM is scaled to [-1, 1), and the
 signal is resampled with soxr. Every failure is an :class:`AudioDecodeError` naming the source and the reason.
+Only regular files are opened (never pipes or devices), sample rates outside 1 kHz-768 kHz are refused as damaged
+headers, and a file cut mid-stream keeps the audio before the cut.
 
 Long recordings are never cut at random: :func:`window_spans` and :func:`iter_windows` split them into
 fixed, contiguous windows (30 s by default) so the same file always yields the same windows and vectors.
@@ -126,6 +128,8 @@ def _array_to_mono(array: object) -> np.ndarray:
     if not isinstance(array, np.ndarray):
         array = array.detach().cpu().float().numpy()  # type: ignore[attr-defined]
     data = _scale_pcm(array)
+    if data.size == 0:
+        raise AudioDecodeError(array, "no audio samples (zero-length)")
     if data.ndim == 1:
         return data
     if data.ndim != 2:
