@@ -55,7 +55,9 @@ def run_fuzzer(tmp_path: Path, seconds: int) -> tuple[int, str]:
         "-seed=1234",
         f"-artifact_prefix={artifacts}/",
     ]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 300, cwd=tmp_path)
+    proc = subprocess.run(
+        args, capture_output=True, text=True, errors="replace", timeout=seconds + 300, cwd=tmp_path
+    )
     log = proc.stdout + proc.stderr
     found = sorted(p.name for p in artifacts.iterdir())
     assert proc.returncode == 0 and not found, f"fuzzer found {found}:\n{log[-4000:]}"
