@@ -1,0 +1,123 @@
+"""The benchmark scripts run at reduced size and write JSON of the documented shape (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def run(script: str, tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / f"{script}.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick", "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["quick"] is True
+    assert data["machine"]["cores"] >= 1 and data["machine"]["cpu"]
+    return data
+
+
+def _positive(value: float) -> bool:
+    return isinstance(value, float) and value > 0
+
+
+@pytest.mark.slow
+def test_logmel(tmp_path: Path) -> None:
+    data = run("bench_logmel.py", tmp_path, "--clips", "6")
+    assert set(data["paths"]) >= {"processor numpy, pad 30 s", "ours, sorted batches of 16"}
+    assert all(_positive(p["median_s"]) and _positive(p["items_per_s"]) for p in data["paths"].values())
+    # accuracy is a property of the code, not of the machine: ours equals the processor's own output
+    assert data["accuracy"]["max_abs_diff_vs_processor_torch_per_clip"] <= 1e-5
+    assert isinstance(data["goals"]["speed_goal_5x_holds"], bool)
+
+
+@pytest.mark.slow
+def test_encode(tmp_path: Path) -> None:
+    data = run("bench_encode.py", tmp_path, "--clips", "6", "--no-memory")
+    (model,) = data["models"]
+    assert model["model"] == "tiny" and model["clips"] == 6
+    assert set(model["paths"]) >= {"naive (transformers)", "ours"}
+    assert model["accuracy"]["max_abs_diff_fp32_same_features"] <= 1e-4
+    eff = model["padding_efficiency"]
+    for side in ("naive", "ours"):
+        assert 0 < eff[side]["overall"] <= 1 and 0 < eff[side]["features"] <= 1
+    assert eff["ours"]["backbone"] >= eff["naive"]["backbone"]
+
+
+def test_encode_memory_probe(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "bench_encode.py"),
+            "--probe",
+            "ours",
+            "--model",
+            "tiny",
+            "--clips",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mem = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert mem["rss_before_mb"] > 0 and mem["peak_delta_mb"] >= 0
+
+
+@pytest.mark.slow
+def test_train_step(tmp_path: Path) -> None:
+    data = run("bench_train_step.py", tmp_path, "--batches", "4", "--chunk", "2")
+    rows = data["models"][0]["rows"]
+    assert {r["mode"] for r in rows} == {"plain", "checkpointing", "gradcache"}
+    assert all(r["batch"] == 4 and _positive(r["samples_per_s"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_search(tmp_path: Path) -> None:
+    data = run("bench_search.py", tmp_path, "--rows", "3000", "--queries", "5")
+    assert data["config"]["rows"] == 3000
+    for kind in ("random", "near-duplicate"):
+        res = data["results"][kind]
+        assert 0 <= res["lancedb_ann"]["recall_at_10"] <= 1
+        assert (
+            _positive(res["exact_numpy"]["p50_ms"])
+            and res["exact_numpy"]["p99_ms"] >= res["exact_numpy"]["p50_ms"]
+        )
+
+
+def test_gpu_script_tiny_on_cpu(tmp_path: Path) -> None:
+    """The GPU benchmark's code path, on the tiny model: JSON and markdown written, every section ran."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_gpu.py"), "--tiny", "--out-dir", str(tmp_path), "--all-configs",
+         "--encode-clips", "4", "--encode-batch", "2", "--train-batch", "4", "--chunk", "2", "--steps", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "gpu.json").read_text())
+    assert (tmp_path / "gpu.md").read_text().startswith("# GPU benchmark")
+    enc, train = data["sections"]["encode"], data["sections"]["train"]
+    assert _positive(enc["encode_audio_clips_per_s"]) and enc["forward_flops_per_clip_gflop"] > 0
+    assert [a["config"] for a in train["attempts"]] == ["plain", "checkpointing", "gradcache+checkpointing"]
+    assert all(a["status"] == "ok" and a["mfu"] > 0 for a in train["attempts"])
+    assert train["model_flops_per_step_tflop"] > 0
+
+
+def test_run_all_is_executable() -> None:
+    assert (BENCH / "run_all.sh").stat().st_mode & 0o111
+    assert (BENCH / "gpu.sh").stat().st_mode & 0o111
