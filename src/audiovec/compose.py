@@ -259,7 +259,7 @@ def _storage_dtype(reader: CheckpointReader, key: str) -> torch.dtype:
 
 
 def _load_tokenizer(text: Component) -> Any:
-    from transformers import AutoTokenizer
+    from audiovec.model import load_tokenizer
 
     if not any(
         (text.path / n).is_file()
@@ -268,10 +268,7 @@ def _load_tokenizer(text: Component) -> Any:
         raise CheckpointError(
             f"{text.path}: no tokenizer files next to the LLM (tokenizer.json / tokenizer_config.json)"
         )
-    try:
-        return AutoTokenizer.from_pretrained(str(text.path))
-    except Exception as exc:  # noqa: BLE001 - tokenizer loading raises many error types
-        raise CheckpointError(f"{text.path}: cannot load the LLM's tokenizer ({exc})") from None
+    return load_tokenizer(text.path)
 
 
 def _compose(

@@ -25,10 +25,16 @@ from torch import nn
 
 from audiovec import __version__
 from audiovec.audio import DEFAULT_WINDOW_SECONDS, SAMPLE_RATE, AudioSource, load_audio, window_spans
-from audiovec.errors import AudioDecodeError, CheckpointError, ConfigError, describe_source
+from audiovec.errors import (
+    AudioDecodeError,
+    CheckpointError,
+    ConfigError,
+    UnsafeCheckpointError,
+    describe_source,
+)
 from audiovec.features import LogMelExtractor
 from audiovec.pooling import POOLING_MODES, pool
-from audiovec.serialization import atomic_directory, load_state_dict, save_state_dict
+from audiovec.serialization import atomic_directory, load_state_dict, recover_directory, save_state_dict
 from audiovec.towers import AudioTower, build_tower
 
 CONFIG_NAME = "config.json"
@@ -400,8 +406,6 @@ class AudioTextEmbedder(nn.Module):
         allow_pickle: bool = False,
     ) -> AudioTextEmbedder:
         """Load a folder written by :meth:`save_pretrained` (safetensors only unless ``allow_pickle``)."""
-        from transformers import AutoTokenizer
-
         folder = resolve_model_dir(path)
         config_file = folder / CONFIG_NAME
         if not config_file.is_file():
@@ -411,7 +415,7 @@ class AudioTextEmbedder(nn.Module):
         except ValueError as exc:
             raise CheckpointError(f"{config_file}: invalid JSON ({exc})") from None
         config = EmbedderConfig.from_json(data, str(config_file))
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        tokenizer = load_tokenizer(folder)
         with no_init():
             model = cls.from_config(config, tokenizer)
         state = load_state_dict(folder, allow_pickle=allow_pickle)
@@ -456,9 +460,25 @@ def length_batches(
     return batches
 
 
+def load_tokenizer(folder: str | os.PathLike) -> Any:
+    """A folder's tokenizer, never running code shipped inside the folder (``trust_remote_code=False``)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc) or "custom code" in str(exc):
+            raise UnsafeCheckpointError(
+                f"{folder}: the tokenizer needs custom code from the folder; audiovec never runs it"
+            ) from None
+        raise CheckpointError(f"{folder}: cannot load the tokenizer ({exc})") from None
+    except OSError as exc:
+        raise CheckpointError(f"{folder}: cannot load the tokenizer ({exc})") from None
+
+
 def resolve_model_dir(path: str | os.PathLike) -> Path:
     """A local folder as is; an ``org/name`` hub id is downloaded only when the user has network."""
-    folder = Path(path)
+    folder = recover_directory(path)
     if folder.is_dir():
         return folder
     text = str(path)

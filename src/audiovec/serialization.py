@@ -36,15 +36,45 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = True) -> Itera
         yield tmp
         _fsync_tree(tmp)
         if target.exists():
-            old = target.with_name(f".old-{target.name}-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            if _exchange(tmp, target):  # one atomic step: tmp now holds the previous contents
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:  # no renameat2: two renames; readers recover from ``.old-*`` (see recover_directory)
+                old = target.with_name(f".old-{target.name}-{os.getpid()}")
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with Linux ``renameat2(RENAME_EXCHANGE)``; False where unsupported."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return result == 0
+
+
+def recover_directory(target: str | os.PathLike) -> Path:
+    """If a save was killed between its two renames (no renameat2), bring the previous folder back."""
+    target = Path(target)
+    if not target.exists():
+        leftovers = sorted(target.parent.glob(f".old-{target.name}-*"), key=lambda p: p.stat().st_mtime)
+        if leftovers:
+            os.replace(leftovers[-1], target)
+    return target
 
 
 def _fsync_tree(root: Path) -> None:
@@ -76,8 +106,16 @@ def load_state_dict(folder: str | os.PathLike, allow_pickle: bool = False) -> di
             except Exception as exc:  # noqa: BLE001
                 raise CheckpointError(f"{file}: cannot read safetensors ({exc})") from None
         else:
-            state.update(torch.load(file, map_location="cpu", weights_only=True))
+            try:
+                state.update(torch.load(file, map_location="cpu", weights_only=True))
+            except Exception as exc:  # noqa: BLE001 - weights_only refuses anything but tensors
+                raise CheckpointError(f"{file}: not a plain tensor checkpoint ({_first_line(exc)})") from None
     return state
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def weight_files(folder: Path, allow_pickle: bool = False) -> list[Path]:
