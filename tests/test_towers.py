@@ -115,3 +115,24 @@ def test_whisper_tower_equals_stock_forward_on_full_window():
         stock = tower.encoder(features).last_hidden_state
     assert mask.all()
     torch.testing.assert_close(ours, stock, rtol=0, atol=1e-5)
+
+
+def test_token_cache_reuses_tokens_and_matches_direct_encoding(fsdd_clips):
+    from audiovec.towers import TokenCache
+
+    tower = tiny_tower("whisper").requires_grad_(False).eval()
+    waves = [load_audio(p) for p in fsdd_clips[:4]]
+    features, lengths = LogMelExtractor(tower.n_mels)(waves)
+    with torch.no_grad():
+        direct, direct_mask = tower(features, lengths)
+        tower.token_cache = TokenCache()
+        first, first_mask = tower(features, lengths)
+        order = torch.tensor([2, 0, 3, 1])  # another batch order, shorter padding
+        again, again_mask = tower(features[order][..., : int(lengths[order].max())], lengths[order])
+    assert tower.token_cache.misses == 4 and tower.token_cache.hits == 4
+    assert torch.equal(first_mask, direct_mask)
+    torch.testing.assert_close(first, direct, rtol=0, atol=1e-6)
+    torch.testing.assert_close(again, direct[order], rtol=0, atol=1e-6)
+    tower.train()
+    with pytest.raises(RuntimeError, match="frozen"):
+        tower(features, lengths)

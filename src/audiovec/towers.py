@@ -23,7 +23,12 @@ from audiovec.errors import ConfigError
 
 
 class AudioTower(nn.Module):
-    """Base class: a transformers audio encoder behind ``forward(features, lengths) -> (tokens, mask)``."""
+    """Base class: a transformers audio encoder behind ``forward(features, lengths) -> (tokens, mask)``.
+
+    Subclasses implement :meth:`encode`. When ``token_cache`` is set (training with a frozen tower), each
+    clip's tokens are computed once and reused: the cache is keyed by the clip's own features, so crops,
+    epochs and batch order need no bookkeeping.
+    """
 
     kind: ClassVar[str]
     tokens_per_second: ClassVar[float]
@@ -31,6 +36,15 @@ class AudioTower(nn.Module):
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
         self.encoder = encoder
+        self.token_cache: TokenCache | None = None
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.token_cache is None:
+            return self.encode(features, lengths)
+        return self.token_cache.lookup(self, features, lengths)
+
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
 
     @property
     def config(self) -> Any:
@@ -47,8 +61,58 @@ class AudioTower(nn.Module):
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+
+class TokenCache:
+    """Tower outputs per clip, keyed by a hash of the clip's valid features; bounded by ``max_bytes``.
+
+    Only valid for a deterministic, frozen tower (no dropout, no gradient): :meth:`lookup` checks both.
+    """
+
+    def __init__(self, max_bytes: int = 2 << 30) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+        self.hits = 0
+        self.misses = 0
+        self._store: dict[bytes, torch.Tensor] = {}
+
+    def lookup(
+        self, tower: AudioTower, features: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if tower.training or any(p.requires_grad for p in tower.parameters()):
+            raise RuntimeError("TokenCache needs a frozen tower in eval mode")
+        import hashlib
+
+        keys = []
+        for row, length in zip(features, lengths.tolist()):
+            valid = row[:, :length].detach().to("cpu", torch.float32).contiguous()
+            keys.append(
+                hashlib.blake2b(valid.numpy().tobytes(), digest_size=16).digest()
+                + length.to_bytes(4, "little")
+            )
+        missing = [i for i, key in enumerate(keys) if key not in self._store]
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        rows: dict[int, torch.Tensor] = {i: self._store[k] for i, k in enumerate(keys) if k in self._store}
+        if missing:
+            idx = torch.tensor(missing, device=features.device)
+            sub_lengths = lengths[idx]
+            with torch.no_grad():
+                tokens, mask = tower.encode(features[idx][..., : int(sub_lengths.max())], sub_lengths)
+            for j, i in enumerate(missing):
+                rows[i] = tokens[j, : int(mask[j].sum())].detach().to("cpu")
+                size = rows[i].numel() * rows[i].element_size()
+                if self.used + size <= self.max_bytes:  # when full, later clips are computed, not stored
+                    self._store[keys[i]] = rows[i]
+                    self.used += size
+        ordered = [rows[i] for i in range(len(keys))]
+        out_lengths = torch.tensor([r.shape[0] for r in ordered], device=features.device)
+        mask = torch.arange(int(out_lengths.max()), device=features.device)[None, :] < out_lengths[:, None]
+        out = torch.zeros(
+            len(ordered), mask.shape[1], ordered[0].shape[-1], dtype=ordered[0].dtype, device=features.device
+        )
+        for i, r in enumerate(ordered):
+            out[i, : r.shape[0]] = r.to(features.device)
+        return out, mask
 
 
 def _pack(features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -68,7 +132,7 @@ def _unpack(packed: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, 
 class _PackedOmniTower(AudioTower):
     """Shared logic of the Qwen omni encoders (packed input, per-clip windowed attention)."""
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = lengths.to(features.device)
         packed = _pack(features, lengths).to(self._dtype())
         out = self.encoder(input_features=packed, feature_lens=lengths).last_hidden_state
@@ -123,7 +187,7 @@ class WhisperTower(AudioTower):
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return (lengths - 1) // 2 + 1
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if features.shape[-1] > self.max_frames:
             raise ValueError(
                 f"Whisper takes at most {self.max_frames} frames (30 s); got {features.shape[-1]}"

@@ -71,6 +71,8 @@ class TrainSpec:
     mask_false_negatives: bool = True
     precision: str = "auto"  # auto: bf16 where the device supports it
     gradient_checkpointing: bool = False
+    cache_tower: bool = True  # frozen tower: compute each clip's tokens once, reuse them every epoch
+    cache_tower_gb: float = 2.0
     seed: int = 0
     num_threads: int = 0  # torch CPU threads per process; 0 = torch's default (1 is best on a busy CPU)
 

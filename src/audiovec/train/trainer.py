@@ -116,6 +116,19 @@ def configure_trainable(model: nn.Module, spec: TrainSpec) -> None:
             param.requires_grad_(False)
     if not any(p.requires_grad for p in model.parameters()):
         raise ConfigError(f"train.trainable {spec.trainable!r}: nothing to train")
+    if audio and spec.cache_tower and not any(p.requires_grad for p in model.tower.parameters()):
+        from audiovec.towers import TokenCache
+
+        model.tower.token_cache = TokenCache(max_bytes=int(spec.cache_tower_gb * (1 << 30)))
+
+
+def set_train_mode(model: nn.Module, training: bool) -> None:
+    """``model.train(training)``, except that a frozen tower always stays in eval mode (deterministic,
+    so its tokens can be cached)."""
+    model.train(training)
+    tower = getattr(model, "tower", None)
+    if tower is not None and not any(p.requires_grad for p in tower.parameters()):
+        tower.eval()
 
 
 def _enable_checkpointing(module: nn.Module) -> None:
@@ -253,7 +266,7 @@ class Trainer:
         self.model = build_model(recipe.model, recipe)
         configure_trainable(self.model, t)
         self.model.to(self.device)
-        self.model.train()
+        set_train_mode(self.model, True)
         self.loss_fn = ContrastiveLoss(
             t.temperature,
             learnable=t.learnable_temperature,
@@ -392,7 +405,7 @@ class Trainer:
                 sizes.append(batch["size"])
         finally:
             self.loss_fn.gather = gather
-            self.model.train()
+            set_train_mode(self.model, True)
         total = sum(sizes)
         out = {
             "loss": sum(v * n for v, n in zip(losses, sizes)) / total,
@@ -421,7 +434,7 @@ class Trainer:
                 )
             )
         finally:
-            self.model.train(was_training)
+            set_train_mode(self.model, was_training)
         return {f"t2a_{k}": float(v) for k, v in result["t2a"].items() if k.endswith("@5")}
 
     # ------------------------------------------------------------------ the loop
