@@ -18,33 +18,18 @@ from audiovec.checkpoints import (
     resolve_source,
 )
 from audiovec.errors import CheckpointError, UnsafeCheckpointError
-
-try:
-    from fixtures_checkpoints import (
-        save_bert,
-        save_causal_lm,
-        save_omni3,
-        save_omni25,
-        save_qwen2_audio,
-        save_standalone_encoder,
-        save_whisper,
-        shards_with,
-        truncate,
-        weight_map,
-    )
-except ImportError:  # tests/ imported as a package
-    from tests.fixtures_checkpoints import (
-        save_bert,
-        save_causal_lm,
-        save_omni3,
-        save_omni25,
-        save_qwen2_audio,
-        save_standalone_encoder,
-        save_whisper,
-        shards_with,
-        truncate,
-        weight_map,
-    )
+from fixtures_checkpoints import (
+    save_bert,
+    save_causal_lm,
+    save_omni3,
+    save_omni25,
+    save_qwen2_audio,
+    save_standalone_encoder,
+    save_whisper,
+    shards_with,
+    truncate,
+    weight_map,
+)  # tests/ is on sys.path (rootdir conftest)
 
 
 @pytest.fixture(scope="module")

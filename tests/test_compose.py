@@ -14,33 +14,18 @@ from audiovec.cli import main
 from audiovec.compose import REPORT_NAME, compose
 from audiovec.errors import CheckpointError, ConfigError
 from audiovec.model import AudioTextEmbedder
-
-try:
-    from fixtures_checkpoints import (
-        save_bert,
-        save_causal_lm,
-        save_omni3,
-        save_omni25,
-        save_qwen2_audio,
-        save_standalone_encoder,
-        save_whisper,
-        shards_with,
-        truncate,
-        weight_map,
-    )
-except ImportError:  # tests/ imported as a package
-    from tests.fixtures_checkpoints import (
-        save_bert,
-        save_causal_lm,
-        save_omni3,
-        save_omni25,
-        save_qwen2_audio,
-        save_standalone_encoder,
-        save_whisper,
-        shards_with,
-        truncate,
-        weight_map,
-    )
+from fixtures_checkpoints import (
+    save_bert,
+    save_causal_lm,
+    save_omni3,
+    save_omni25,
+    save_qwen2_audio,
+    save_standalone_encoder,
+    save_whisper,
+    shards_with,
+    truncate,
+    weight_map,
+)  # tests/ is on sys.path (rootdir conftest)
 
 
 @pytest.fixture(scope="module")
