@@ -17,7 +17,6 @@ Under ``torchrun`` each rank embeds ``files[rank::world]`` into a shard file and
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from audiovec.audio import iter_windows
 from audiovec.data.exclude import file_sha256
 from audiovec.discovery import find_audio_files
 from audiovec.errors import AudioDecodeError, AudiovecError, ConfigError
+from audiovec.evaluate import model_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +46,6 @@ class IndexStoreError(AudiovecError):
 
 
 # --------------------------------------------------------------------------------------- small helpers
-
-
-def model_fingerprint(model: Any) -> str:
-    """A short id that changes when the model's structure or weights change.
-
-    Hashes the config and, per tensor, its name, shape, dtype and up to 4096 evenly spaced values, so it is
-    cheap for billion-parameter models yet differs after any real training.
-    """
-    digest = hashlib.sha256(json.dumps(model.config.to_json(), sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        flat = tensor.detach().reshape(-1)
-        step = max(1, flat.numel() // 4096)
-        sample = flat[::step][:4096].float().cpu().numpy()
-        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        digest.update(sample.tobytes())
-    return digest.hexdigest()[:16]
 
 
 def collect_audio_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
