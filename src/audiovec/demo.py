@@ -79,7 +79,10 @@ def compose_base_model(options: DemoOptions, folder: Path) -> Path:
 
 
 def _reinitialise(folder: Path, *, audio: bool, text: bool, seed: int) -> None:
-    """Replace the pretrained tower and/or backbone weights by a fresh random init (for ablations)."""
+    """Replace the pretrained tower and/or backbone weights by the architecture's own random init (for
+    ablations): transformers' ``_init_weights`` re-draws every weight as a from-scratch model would (BERT and
+    Whisper: N(0, 0.02), LayerNorm 1/0) and keeps Whisper's fixed sinusoidal positions, which plain
+    ``reset_parameters`` would overwrite with N(0, 1) noise."""
     import torch
 
     from audiovec.model import AudioTextEmbedder
@@ -88,6 +91,10 @@ def _reinitialise(folder: Path, *, audio: bool, text: bool, seed: int) -> None:
     torch.manual_seed(seed + 101)
     parts = ([model.tower.encoder] if audio else []) + ([model.backbone] if text else [])
     for part in parts:
+        init = getattr(part, "_init_weights", None)
+        if callable(init):
+            part.apply(init)
+            continue
         for module in part.modules():
             if hasattr(module, "reset_parameters") and module is not part:
                 module.reset_parameters()
