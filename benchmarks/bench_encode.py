@@ -119,15 +119,16 @@ class TokenCounter:
             h.remove()
 
 
-def feature_efficiency(clips: list[np.ndarray], order_sorted: bool, batch: int) -> float:
-    """Useful log-mel frames / computed frames (naive: every clip padded to 3000 frames)."""
+def feature_efficiency(clips: list[np.ndarray], ours: bool, batch: int) -> float:
+    """Useful log-mel frames / computed frames: naive pads every clip to 3000 frames; ours pads each of
+    ``encode_audio``'s length batches (``audiovec.model.length_batches``) to its longest clip."""
+    from audiovec.model import length_batches
+
     frames = [c.shape[0] // 160 for c in clips]
-    if not order_sorted:
+    if not ours:
         return sum(frames) / (3000 * len(frames))
-    frames = sorted(frames)
-    computed = sum(
-        max(frames[i : i + batch]) * len(frames[i : i + batch]) for i in range(0, len(frames), batch)
-    )
+    pieces = sorted(enumerate(clips), key=lambda p: p[1].shape[0])
+    computed = sum(max(c.shape[0] // 160 for _, c in b) * len(b) for b in length_batches(pieces, batch))
     return sum(frames) / computed
 
 
