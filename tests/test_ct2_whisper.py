@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import struct
 from pathlib import Path
@@ -21,10 +20,9 @@ from audiovec.ct2_whisper import (
     whisper_encoder_forward_short,
 )
 from audiovec.errors import CheckpointError
+from audiovec.testing import FSDD_DIR
 
-FSDD = Path(
-    os.environ.get("AUDIOVEC_FSDD", Path(__file__).resolve().parents[2] / "shared/data/fsdd/recordings")
-)
+FSDD = FSDD_DIR
 CODES = {
     np.dtype("float32"): 0,
     np.dtype("int8"): 1,
@@ -119,7 +117,7 @@ def _fsdd_features(name: str, padding: str = "max_length") -> np.ndarray:
 
     file = FSDD / name
     if not file.exists():
-        pytest.skip(f"FSDD recording {file} not available")
+        pytest.fail(f"FSDD recording {file} not found (set AUDIOVEC_FSDD)")
     wave, rate = sf.read(file, dtype="float32")
     wave = soxr.resample(wave, rate, 16000).astype(np.float32)
     extractor = WhisperFeatureExtractor(feature_size=80)

@@ -336,15 +336,9 @@ def save_tiny_embedder(path: str | os.PathLike, **kwargs: Any) -> Path:
 
 
 def _fsdd_dir() -> Path:
-    env = os.environ.get("AUDIOVEC_FSDD")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent.parent / "shared" / "data" / "fsdd" / "recordings"
-        if candidate.is_dir():
-            return candidate
-    return Path("/work/shared/data/fsdd/recordings")
+    from audiovec.data.synth.fsdd import default_dir
+
+    return default_dir() or Path("shared/data/fsdd/recordings")  # missing: fixtures say where to put it
 
 
 FSDD_DIR: Path = _fsdd_dir()

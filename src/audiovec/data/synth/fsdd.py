@@ -30,13 +30,18 @@ LICENCE = "CC BY-SA 4.0 — Free Spoken Digit Dataset (Jakobovski/free-spoken-di
 
 
 def default_dir() -> Path | None:
-    """``$AUDIOVEC_FSDD``, else ``<repo>/../shared/data/fsdd/recordings`` if it exists."""
+    """``$AUDIOVEC_FSDD``; else ``shared/data/fsdd/recordings`` beside the checkout (or beside the current
+    folder or one of its parents), the layout of this project's workspace and CI; else None."""
     env = os.environ.get("AUDIOVEC_FSDD")
     if env:
         return Path(env)
-    repo = Path(__file__).resolve().parents[4]
-    candidate = repo.parent / "shared" / "data" / "fsdd" / "recordings"
-    return candidate if candidate.is_dir() else None
+    starts = [Path(__file__).resolve(), Path.cwd().resolve()]
+    for start in starts:
+        for parent in [start, *start.parents]:
+            candidate = parent.parent / "shared" / "data" / "fsdd" / "recordings"
+            if candidate.is_dir():
+                return candidate
+    return None
 
 
 def index(folder: str | os.PathLike) -> dict[tuple[str, int], list[Path]]:
