@@ -410,7 +410,7 @@ class AudioIndex:
             return False
         from lancedb.index import IvfHnswSq
 
-        partitions = max(1, min(256, rows // 4096))
+        partitions = max(1, min(256, rows // 4096))  # search() derives its default nprobes from this
         self.table().create_index(
             "vector", config=IvfHnswSq(distance_type="cosine", num_partitions=partitions), replace=True
         )
@@ -420,8 +420,12 @@ class AudioIndex:
         return self.count() > 0 and any("vector" in i.columns for i in self.table().list_indices())
 
     # ------------------------------------------------------------------ querying
-    def search(self, vector: np.ndarray, k: int = 10) -> list[Hit]:
-        """Top-``k`` windows by cosine similarity to a query vector (text or audio)."""
+    def search(self, vector: np.ndarray, k: int = 10, nprobes: int | None = None) -> list[Hit]:
+        """Top-``k`` windows by cosine similarity to a query vector (text or audio).
+
+        With an ANN index, ``nprobes`` partitions are searched (default: an eighth of them, at least 20;
+        more is slower and closer to exact), and the candidates are re-ranked exactly.
+        """
         if k < 1:
             raise ValueError("k must be >= 1")
         if self.count() == 0:
@@ -432,7 +436,8 @@ class AudioIndex:
             raise IndexStoreError(f"{self.dir}: query has {query.shape[0]} dimensions, the index {dim}")
         builder = self.table().search(query).distance_type("cosine").limit(k)
         if self.has_ann():
-            builder = builder.nprobes(20).refine_factor(10)
+            partitions = max(1, min(256, self.count() // 4096))  # as ensure_ann builds it
+            builder = builder.nprobes(nprobes or max(20, partitions // 8)).refine_factor(10)
         hits = builder.select(["path", "start", "end", "window", "_distance"]).to_list()
         return [
             Hit(h["path"], float(h["start"]), float(h["end"]), 1.0 - float(h["_distance"]), int(h["window"]))
