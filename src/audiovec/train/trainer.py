@@ -18,7 +18,7 @@ from audiovec.errors import ConfigError
 from audiovec.train import checkpoint as ckpt
 from audiovec.train.config import ModelSpec, Recipe, TrainSpec, save_recipe
 from audiovec.train.data import make_loader
-from audiovec.train.gradcache import gradcache_step, split_batch
+from audiovec.train.gradcache import full_batch_step, gradcache_step, split_batch
 from audiovec.train.loss import ContrastiveLoss, in_batch_accuracy
 from audiovec.train.monitor import MetricsLog, memory_mb, plot_curves
 
@@ -376,8 +376,12 @@ class Trainer:
             hard = emb[2] if len(emb) > 2 else None
             return self.loss_fn(emb[0], emb[1], keys, hard_negatives=hard, negative_keys=negative_keys)
 
-        no_sync = getattr(self.encoder, "no_sync", None)
-        loss = gradcache_step(self.encoder, _chunks(batch, self.recipe.train.chunk_size), loss_of, no_sync)
+        chunks = _chunks(batch, self.recipe.train.chunk_size)
+        if len(chunks) == 1:  # no chunking: one forward with autograd (GradCache would embed twice)
+            loss = full_batch_step(self.encoder, chunks[0], loss_of)
+        else:
+            no_sync = getattr(self.encoder, "no_sync", None)
+            loss = gradcache_step(self.encoder, chunks, loss_of, no_sync)
         if self.recipe.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_([p for _, p in self.named], self.recipe.train.grad_clip)
         self.optimizer.step()
