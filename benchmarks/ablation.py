@@ -74,11 +74,25 @@ def parse_args(argv: list[str] | None = None) -> Any:
     p.add_argument(
         "--trained", default=",".join(DEFAULT_TRAINED), help="variants also run with the tower trained"
     )
+    p.add_argument("--towers", default="frozen,trained", help="tower modes to run (frozen, trained)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--lr", type=float, default=None, help="tower/backbone learning rate (default: the demo's)"
+    )
+    p.add_argument(
+        "--new-lr", type=float, default=None, help="projector/temperature rate (default: the demo's)"
+    )
+    p.add_argument(
+        "--extra", action="store_true", help="add this run's cells to --out as extra_cells, keeping its grid"
+    )
     p.add_argument("--resume", action="store_true", help="keep cells already in --out, run the rest")
     p.add_argument("--plot", type=Path, default=None, help="write the cvR@5-vs-data plot here")
     p.add_argument("--progress", action="store_true", help="show training progress bars")
     args = p.parse_args(argv)
+    from audiovec.demo import DemoOptions
+
+    args.lr = DemoOptions.lr if args.lr is None else args.lr
+    args.new_lr = DemoOptions.new_lr if args.new_lr is None else args.new_lr
     if args.quick:
         args.clips, args.steps, args.batch_size = (
             min(args.clips, 80),
@@ -217,7 +231,7 @@ def recipe_for(model_dir: Path, manifest: Path, run_dir: Path, tower: str, args:
         "data": {"train": [str(manifest)], "max_seconds": demo.max_seconds, "num_workers": 0},
         "train": {
             "trainable": "frozen_tower" if tower == "frozen" else "full", "steps": args.steps,
-            "batch_size": args.batch_size, "lr": demo.lr, "new_lr": demo.new_lr,
+            "batch_size": args.batch_size, "lr": args.lr, "new_lr": args.new_lr,
             "warmup_steps": max(1, args.steps // 20), "seed": args.seed, "precision": demo.precision,
             "num_threads": args.threads,
         },
@@ -239,7 +253,7 @@ def run_cell(variant: str, fraction: float, tower: str, model_dir: Path, manifes
     from audiovec.train.trainer import Trainer
 
     start = time.perf_counter()
-    run_dir = args.work / "runs" / f"{variant}-{round(100 * fraction)}-{tower}"
+    run_dir = args.work / "runs" / f"{variant}-{round(100 * fraction)}-{tower}-s{args.steps}-lr{args.lr:g}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
     trainer = Trainer(recipe_for(model_dir, manifest, run_dir, tower, args))
@@ -254,7 +268,7 @@ def run_cell(variant: str, fraction: float, tower: str, model_dir: Path, manifes
     n_train = len(read_manifest(manifest))
     record = {
         "variant": variant, "description": VARIANTS[variant], "fraction": fraction, "train_clips": n_train,
-        "tower": tower, "steps": summary["steps"], "batch_size": args.batch_size,
+        "tower": tower, "steps": summary["steps"], "batch_size": args.batch_size, "lr": args.lr, "new_lr": args.new_lr,
         "epochs": round(summary["steps"] * args.batch_size / n_train, 2),
         "final_loss": round(float(np.mean(summary["losses"][-5:])), 4) if summary["losses"] else None,
         "t2a": _pick(result["t2a"]), "a2t": _pick(result["a2t"]),
@@ -358,8 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     fractions = [float(f) for f in args.fractions.split(",") if f]
     trained = [v for v in args.trained.split(",") if v and v in variants]
     # frozen cells first, the full split first: its tower tokens fill the shared caches for the nested subsets
-    grid = [(v, f, "frozen") for f in sorted(fractions, reverse=True) for v in variants]
-    grid += [(v, f, "trained") for f in sorted(fractions, reverse=True) for v in trained]
+    towers = args.towers.split(",")
+    grid = [(v, f, "frozen") for f in sorted(fractions, reverse=True) for v in variants if "frozen" in towers]
+    grid += [
+        (v, f, "trained") for f in sorted(fractions, reverse=True) for v in trained if "trained" in towers
+    ]
 
     start = time.perf_counter()
     corpus_dir = args.corpus or args.work / "corpus"
@@ -379,6 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     caches: dict[str, Any] = {}
 
     def save() -> None:
+        if args.extra:  # checks beside the grid: keep the file's grid and settings, replace nothing else
+            data = json.loads(out.read_text())
+            data["extra_cells"] = [c for c in data.get("extra_cells", []) if c not in cells] + cells
+            out.write_text(json.dumps(data, indent=2) + "\n")
+            return
         write_json(
             "ablation",
             {
