@@ -228,3 +228,22 @@ def test_encode_cli_over_the_folder(tmp_path: Path, tiny_model_dir: Path, corpus
     assert sorted(ids) == sorted(good)
     assert f"encoded {len(good)} of {len(good) + len(bad)} files" in report
     assert f"{len(bad)} failed" in report
+
+
+def test_index_over_the_folder_keeps_good_files_and_reports_bad_ones(
+    tmp_path: Path, model, corpus: list[BadInput]
+) -> None:
+    from audiovec.index import AudioIndex
+
+    folder = corpus[0].path.parent
+    files = sorted(folder.iterdir())
+    index = AudioIndex(tmp_path / "db")
+    report = index.add(model, files, window_seconds=30.0)
+    by_path = {str(c.path): c for c in corpus}
+    bad = {str(p) for p in files if by_path.get(str(p)) is not None and by_path[str(p)].expect == "error"}
+    bad -= {str(p) for p in files if p.is_dir()}  # a folder named as a path is searched, as `encode` does
+    assert set(report.failed) == bad
+    indexed = {r["path"] for r in index.rows(["path"]).to_pylist()}
+    assert indexed == {str(p) for p in files if not p.is_dir()} - bad
+    again = index.add(model, files, window_seconds=30.0)  # a re-run adds nothing and reports the same
+    assert not again.added and set(again.failed) == bad

@@ -293,6 +293,10 @@ class AudioIndex:
         for path in files:
             key = str(path)
             try:
+                if not Path(path).is_file():  # a FIFO or /dev/zero would never finish hashing
+                    raise OSError(
+                        f"{path}: " + ("not found" if not os.path.lexists(path) else "not a regular file")
+                    )
                 digest = file_sha256(path)
             except OSError as exc:
                 report.failed[key] = exc.strerror or str(exc)
