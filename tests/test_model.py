@@ -140,7 +140,9 @@ def test_min_seconds_pads_with_silence_but_pools_only_the_clip(fsdd_clips):
     assert int(batch["lengths"][0]) == 300 and int(batch["content_lengths"][0]) == len(wave) // 160
     vec = model.encode_audio(wave, sample_rate=16000)
     padded = np.concatenate([wave, np.zeros(3 * 16000 - len(wave), np.float32)])
-    tokens, mask = model.tower(**{k: v for k, v in model.featurize([padded]).items() if k != "content_lengths"})
+    tokens, mask = model.tower(
+        **{k: v for k, v in model.featurize([padded]).items() if k != "content_lengths"}
+    )
     keep = int(model.tower.output_lengths(batch["content_lengths"])[0])
     with torch.no_grad():
         by_hand = model._pool_backbone(*model.projector(tokens[:, :keep], mask[:, :keep]))[0].numpy()

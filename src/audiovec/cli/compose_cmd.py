@@ -42,7 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--projector-downsample", type=int, default=1, metavar="K")
     p.add_argument("--window-seconds", type=float, default=30.0)
     p.add_argument(
-        "--min-seconds", type=float, default=0.0,
+        "--min-seconds",
+        type=float,
+        default=0.0,
         help="pad shorter clips with silence to this duration before the tower (helps Whisper towers)",
     )
     p.add_argument("--seed", type=int, default=0, help="projector initialisation seed")
