@@ -247,7 +247,10 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"  - {mark} `{hit['file']}` {hit['score']:.3f}")
     lines += ["", "## Timings (s)", ""] + [f"- {k}: {v}" for k, v in report["timings"].items()]
     if report.get("curves"):
-        lines += ["", f"![training curves]({Path(report['curves']).parent.name}/{Path(report['curves']).name})"]
+        lines += [
+            "",
+            f"![training curves]({Path(report['curves']).parent.name}/{Path(report['curves']).name})",
+        ]
     return "\n".join(lines) + "\n"
 
 
