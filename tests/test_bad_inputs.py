@@ -247,3 +247,19 @@ def test_index_over_the_folder_keeps_good_files_and_reports_bad_ones(
     assert indexed == {str(p) for p in files if not p.is_dir()} - bad
     again = index.add(model, files, window_seconds=30.0)  # a re-run adds nothing and reports the same
     assert not again.added and set(again.failed) == bad
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile://{target}\n#EXT-X-ENDLIST\n",
+        b"#EXTM3U\n#EXTINF:10,\n{target}\n",
+        b"ffconcat version 1.0\nfile '{target}'\n",
+    ],
+    ids=["hls-file-url", "m3u-path", "ffconcat"],
+)
+def test_playlist_bytes_never_pull_in_another_file(payload: bytes, fsdd_dir: Path) -> None:
+    """Bytes from a request must not make FFmpeg open a server-side file named inside them."""
+    target = str(fsdd_files()[0]).encode()
+    with pytest.raises(AudioDecodeError):
+        load_audio(payload.replace(b"{target}", target))
