@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
@@ -317,35 +316,15 @@ def load_ct2_whisper_encoder(
 def whisper_encoder_forward_short(
     encoder: WhisperEncoder, input_features: torch.Tensor, lengths: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Run ``encoder``'s own submodules on ``(B, mels, T)`` features of any ``T`` <= the 30 s window.
-
-    The stock forward insists on exactly 3000 frames; here positions are sliced to the output length, so a
-    short clip costs only its own frames. With ``lengths`` (valid frames per clip) frames past each length are
-    zeroed and masked out of attention, so every clip's valid outputs equal a run on that clip alone.
-    Returns ``(B, N, width)`` with ``N = (T - 1) // 2 + 1``; valid outputs per clip: ``(lengths - 1) // 2 + 1``.
+    """Run ``encoder`` on ``(B, mels, T)`` features of any ``T`` <= the 30 s window (the stock forward insists
+    on exactly 3000 frames): the computation of :class:`audiovec.towers.WhisperTower`, positions sliced to the
+    output length. With ``lengths`` (valid frames per clip) padded frames are masked, so each clip's valid
+    outputs equal a run on that clip alone. Returns ``(B, N, width)``, ``N = (T - 1) // 2 + 1``; outputs past
+    a clip's ``(lengths - 1) // 2 + 1`` are zero.
     """
-    frames = input_features.shape[-1]
-    window = encoder.config.max_source_positions * encoder.conv1.stride[0] * encoder.conv2.stride[0]
-    if frames > window:
-        raise ValueError(f"Whisper features have {frames} frames, more than the {window}-frame window")
-    x = input_features.to(encoder.conv1.weight.dtype)
-    valid_in = valid_out = None
-    if lengths is not None:
-        lengths = lengths.to(x.device)
-        valid_in = torch.arange(frames, device=x.device)[None, :] < lengths[:, None]
-        x = x * valid_in[:, None, :]
-    x = nn.functional.gelu(encoder.conv1(x))
-    if valid_in is not None:
-        x = x * valid_in[:, None, :]  # conv2 must see zeros past the end, like the conv padding of a solo run
-    x = nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
-    tokens = x.shape[1]
-    hidden = x + encoder.embed_positions.weight[:tokens]
-    hidden = nn.functional.dropout(hidden, p=encoder.dropout, training=encoder.training)
-    mask = None
-    if lengths is not None:
-        valid_out = torch.arange(tokens, device=x.device)[None, :] < ((lengths - 1) // 2 + 1)[:, None]
-        mask = torch.zeros(valid_out.shape, dtype=hidden.dtype, device=x.device)
-        mask = mask.masked_fill(~valid_out, torch.finfo(hidden.dtype).min)[:, None, None, :]
-    for layer in encoder.layers:
-        hidden = layer(hidden, mask)
-    return encoder.layer_norm(hidden)
+    from audiovec.towers import WhisperTower
+
+    if lengths is None:
+        lengths = torch.full((input_features.shape[0],), input_features.shape[-1], dtype=torch.long)
+    tokens, _ = WhisperTower(encoder).encode(input_features, lengths.to(input_features.device))
+    return tokens
