@@ -344,5 +344,6 @@ def _short(exc: BaseException) -> str:
 
 
 def num_windows(duration_seconds: float, window_seconds: float = DEFAULT_WINDOW_SECONDS) -> int:
-    """How many windows :func:`window_spans` makes for a clip of this duration."""
-    return max(1, math.ceil(duration_seconds / window_seconds))
+    """How many windows :func:`window_spans` makes for a clip of this duration (same sample rounding)."""
+    samples = int(round(duration_seconds * SAMPLE_RATE))
+    return max(1, math.ceil(samples / max(1, int(round(window_seconds * SAMPLE_RATE)))))
