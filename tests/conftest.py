@@ -28,3 +28,11 @@ def fsdd_clips(fsdd_dir: Path) -> list[Path]:
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Qwen3-Omni-tower + Qwen2-backbone model saved in the real layout."""
     return save_tiny_embedder(tmp_path_factory.mktemp("models") / "tiny-qwen3omni-qwen2")
+
+
+@pytest.fixture(scope="session")
+def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny sharded checkpoints of the real classes in their published layouts (tests/fixtures_checkpoints.py)."""
+    from fixtures_checkpoints import save_all_sources
+
+    return save_all_sources(tmp_path_factory.mktemp("ckpts"))

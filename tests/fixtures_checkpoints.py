@@ -192,3 +192,18 @@ def truncate(file: Path, keep_fraction: float = 0.5) -> None:
     size = file.stat().st_size
     with open(file, "r+b") as handle:
         handle.truncate(int(size * keep_fraction))
+
+
+def save_all_sources(root: Path) -> dict[str, Path]:
+    """Every source layout the checkpoint and compose tests read, built once per test session."""
+    return {
+        "omni25": save_omni25(root / "omni25"),
+        "omni3": save_omni3(root / "omni3"),
+        "qwen2": save_causal_lm(root / "qwen2", "qwen2"),
+        "qwen3": save_causal_lm(root / "qwen3", "qwen3", tie=True),
+        "whisper": save_whisper(root / "whisper"),
+        "qwen2_audio": save_qwen2_audio(root / "qwen2_audio"),
+        "enc25": save_standalone_encoder(root / "enc25", "qwen2_5_omni"),
+        "enc3": save_standalone_encoder(root / "enc3", "qwen3_omni"),
+        "bert": save_bert(root / "bert"),
+    }

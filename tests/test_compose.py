@@ -15,32 +15,10 @@ from audiovec.compose import REPORT_NAME, compose
 from audiovec.errors import CheckpointError, ConfigError
 from audiovec.model import AudioTextEmbedder
 from fixtures_checkpoints import (
-    save_bert,
-    save_causal_lm,
-    save_omni3,
-    save_omni25,
-    save_qwen2_audio,
-    save_standalone_encoder,
-    save_whisper,
     shards_with,
     truncate,
     weight_map,
 )  # tests/ is on sys.path (rootdir conftest)
-
-
-@pytest.fixture(scope="module")
-def ckpts(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sources")
-    return {
-        "omni25": save_omni25(root / "omni25"),
-        "omni3": save_omni3(root / "omni3"),
-        "qwen2": save_causal_lm(root / "qwen2", "qwen2"),
-        "qwen3": save_causal_lm(root / "qwen3", "qwen3", tie=True),
-        "whisper": save_whisper(root / "whisper"),
-        "qwen2_audio": save_qwen2_audio(root / "qwen2_audio"),
-        "enc25": save_standalone_encoder(root / "enc25", "qwen2_5_omni"),
-        "bert": save_bert(root / "bert"),
-    }
 
 
 @pytest.fixture(scope="module")
