@@ -60,28 +60,36 @@ def resolve_audio(audio: str, base: Path) -> str:
     return os.path.normpath(path if path.is_absolute() else (base / path))
 
 
-def iter_manifest(path: str | os.PathLike, *, resolve: bool = True) -> Iterator[Row]:
-    """Yield validated rows; with ``resolve`` the ``audio`` field becomes an absolute path.
+def iter_jsonl(path: str | os.PathLike, what: str = "file") -> Iterator[tuple[str, object]]:
+    """``(where, object)`` for each non-blank line of a JSON Lines file; ``where`` is ``path:line``.
 
-    Blank lines are skipped. Raises :class:`DataError` naming the file and line of a bad row.
+    A missing file or a line that is not JSON raises :class:`DataError` naming the file (and line).
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: manifest not found")
-    base = path.resolve().parent
+        raise DataError(f"{path}: {what} not found")
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             where = f"{path}:{number}"
             try:
-                obj = json.loads(line)
+                yield where, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-            row = validate_row(obj, where)
-            if resolve:
-                row["audio"] = resolve_audio(row["audio"], base)
-            yield row
+
+
+def iter_manifest(path: str | os.PathLike, *, resolve: bool = True) -> Iterator[Row]:
+    """Yield validated rows; with ``resolve`` the ``audio`` field becomes an absolute path.
+
+    Blank lines are skipped. Raises :class:`DataError` naming the file and line of a bad row.
+    """
+    base = Path(path).resolve().parent
+    for where, obj in iter_jsonl(path, "manifest"):
+        row = validate_row(obj, where)
+        if resolve:
+            row["audio"] = resolve_audio(row["audio"], base)
+        yield row
 
 
 def read_manifest(path: str | os.PathLike, *, resolve: bool = True, unique_ids: bool = True) -> list[Row]:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from audiovec.data.manifest import iter_jsonl
 from audiovec.errors import DataError
 
 Pair = dict[str, Any]
@@ -38,20 +39,7 @@ def validate_pair(obj: object, where: str) -> Pair:
 
 def read_text_pairs(path: str | os.PathLike) -> list[Pair]:
     """All rows of a text-pair JSONL file (blank lines skipped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: text-pair file not found")
-    rows: list[Pair] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-            rows.append(validate_pair(obj, f"{path}:{number}"))
-    return rows
+    return [validate_pair(obj, where) for where, obj in iter_jsonl(path, "text-pair file")]
 
 
 def write_text_pairs(rows: Iterable[Pair], path: str | os.PathLike) -> int:
@@ -82,29 +70,17 @@ def nli_to_pairs(paths: Iterable[str | os.PathLike], *, require_negative: bool =
     """
     groups: dict[str, dict[str, list[str]]] = {}
     for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"{path}: NLI file not found")
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
-                premise, hypothesis = obj.get("sentence1"), obj.get("sentence2")
-                label = obj.get("gold_label")
-                if not isinstance(premise, str) or not isinstance(hypothesis, str):
-                    raise DataError(f"{path}:{number}: expected 'sentence1' and 'sentence2' strings")
-                if (
-                    label not in ("entailment", "contradiction")
-                    or not premise.strip()
-                    or not hypothesis.strip()
-                ):
-                    continue
-                group = groups.setdefault(premise.strip(), {"entailment": [], "contradiction": []})
-                group[label].append(hypothesis.strip())
+        for where, obj in iter_jsonl(path, "NLI file"):
+            if not isinstance(obj, dict):
+                raise DataError(f"{where}: expected a JSON object")
+            premise, hypothesis = obj.get("sentence1"), obj.get("sentence2")
+            label = obj.get("gold_label")
+            if not isinstance(premise, str) or not isinstance(hypothesis, str):
+                raise DataError(f"{where}: expected 'sentence1' and 'sentence2' strings")
+            if label not in ("entailment", "contradiction") or not premise.strip() or not hypothesis.strip():
+                continue
+            group = groups.setdefault(premise.strip(), {"entailment": [], "contradiction": []})
+            group[label].append(hypothesis.strip())
     pairs: list[Pair] = []
     for premise, group in groups.items():
         negative = group["contradiction"][0] if group["contradiction"] else None
