@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import socket
 import sys
@@ -143,6 +144,36 @@ def test_concurrent_requests_share_forward_passes(url, model):
     np.testing.assert_allclose(
         np.array([results[i] for i in range(len(texts))]), model.encode_text(texts), atol=1e-5
     )
+
+
+class _ThreadRecordingTokenizer:
+    """Wraps a tokenizer and records which thread called it."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.threads = inner, set()
+
+    def __call__(self, *args, **kwargs):
+        self.threads.add(threading.current_thread().name)
+        return self.inner(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_tokenizer_is_only_used_by_the_batcher_thread(tiny_model_dir):
+    """A fast tokenizer's padding state is shared: a second thread calling it made padded batches ragged (500s
+    under load). Every call, usage counting included, must come from the one worker thread."""
+    model = AudioTextEmbedder.from_pretrained(tiny_model_dir)
+    model.tokenizer = _ThreadRecordingTokenizer(model.tokenizer)
+    texts = ["a dog", "a man saying seven in a large hall", "rain"]
+    with running(create_app(model, api_key=KEY)) as base:
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            bodies = [{"input": texts[: 1 + i % 3]} for i in range(24)]
+            responses = list(pool.map(lambda b: post(base, "/v1/embeddings", json=b), bodies))
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
+    assert model.tokenizer.threads == {"audiovec-batcher"}
+    expected = sum(len(model.tokenizer.inner(t)["input_ids"]) for t in texts)
+    assert responses[2].json()["usage"]["prompt_tokens"] == expected
 
 
 def test_api_key_required_everywhere_but_health(url):

@@ -105,14 +105,18 @@ class MicroBatcher:
             self._thread = None
 
     async def texts(self, texts: list[str]) -> np.ndarray:
+        return (await self.texts_with_usage(texts))[0]
+
+    async def texts_with_usage(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        """Vectors and the token count, both from the worker: the tokenizer is only ever touched there."""
         return await self._submit("text", texts)
 
     async def waves(self, waves: list[np.ndarray]) -> np.ndarray:
         return await self._submit("audio", waves)
 
-    async def _submit(self, kind: str, payload: list[Any]) -> np.ndarray:
+    async def _submit(self, kind: str, payload: list[Any]) -> Any:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[np.ndarray] = loop.create_future()
+        future: asyncio.Future[Any] = loop.create_future()
         self._queue.put((kind, payload, future, loop))
         return await future
 
@@ -122,21 +126,26 @@ class MicroBatcher:
                 first = self._queue.get(timeout=0.1)
             except queue.Empty:
                 continue
-            jobs, size = [first], _job_size(first, self.window_seconds)
-            deadline = time.monotonic() + self.max_wait
-            while size < self.max_batch:
-                try:
-                    job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                jobs.append(job)
-                size += _job_size(job, self.window_seconds)
-            jobs = [j for j in jobs if not j[2].cancelled()]
-            self.jobs += len(jobs)
-            for kind in ("text", "audio"):
-                group = [j for j in jobs if j[0] == kind]
-                if group:
-                    self._process(kind, group)
+            jobs = [first]
+            try:
+                size = _job_size(first, self.window_seconds)
+                deadline = time.monotonic() + self.max_wait
+                while size < self.max_batch:
+                    try:
+                        job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except queue.Empty:
+                        break
+                    jobs.append(job)
+                    size += _job_size(job, self.window_seconds)
+                jobs = [j for j in jobs if not j[2].cancelled()]
+                self.jobs += len(jobs)
+                for kind in ("text", "audio"):
+                    group = [j for j in jobs if j[0] == kind]
+                    if group:
+                        self._process(kind, group)
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive any one batch
+                log.exception("micro-batcher failed on a batch")
+                _fail(jobs, exc)
 
     def _process(self, kind: str, group: list[Any]) -> None:
         try:
@@ -144,23 +153,26 @@ class MicroBatcher:
                 results = self._texts(group) if kind == "text" else self._audio(group)
         except Exception as exc:  # noqa: BLE001 - hand the failure to every waiting request
             log.exception("forward pass failed")
-            for _, _, future, loop in group:
-                loop.call_soon_threadsafe(_resolve, future, None, exc)
+            _fail(group, exc)
             return
         for (_, _, future, loop), result in zip(group, results):
             loop.call_soon_threadsafe(_resolve, future, result, None)
 
-    def _texts(self, group: list[Any]) -> list[np.ndarray]:
+    def _texts(self, group: list[Any]) -> list[tuple[np.ndarray, int]]:
+        """Per job: its vectors and the number of tokens the model read for it."""
         flat = [t for job in group for t in job[1]]
         self.items += len(flat)
         out = np.zeros((len(flat), self.model.embedding_dim), dtype=np.float32)
+        tokens = np.zeros(len(flat), dtype=np.int64)
         order = sorted(range(len(flat)), key=lambda i: len(flat[i]))
         for start in range(0, len(order), self.max_batch):
             idx = order[start : start + self.max_batch]
             batch = self.model.tokenize([flat[i] for i in idx])
             out[idx] = self.model.forward_text(**batch).float().cpu().numpy()
+            tokens[idx] = batch["attention_mask"].sum(dim=1).cpu().numpy()
             self.forward_passes += 1
-        return _split(out, [len(job[1]) for job in group])
+        sizes = [len(job[1]) for job in group]
+        return [(v, int(n.sum())) for v, n in zip(_split(out, sizes), _split(tokens, sizes))]
 
     def _audio(self, group: list[Any]) -> list[np.ndarray]:
         pieces: list[tuple[int, np.ndarray]] = []  # (clip number, window samples)
@@ -192,6 +204,11 @@ def _job_size(job: Any, window_seconds: float) -> int:
 def _split(array: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
     bounds = np.cumsum([0, *sizes])
     return [array[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _fail(jobs: list[Any], error: BaseException) -> None:
+    for _, _, future, loop in jobs:
+        loop.call_soon_threadsafe(_resolve, future, None, error)
 
 
 def _resolve(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
@@ -438,8 +455,8 @@ def create_app(
                 503, f"request took longer than {limits.request_timeout_s:g} s", "timeout"
             ) from None
 
-    async def embed_items(items: list[Any], where: str) -> np.ndarray:
-        """Mixed text/audio items → vectors in order (texts and clips each in one batched submission)."""
+    async def embed_items(items: list[Any], where: str) -> tuple[np.ndarray, int]:
+        """Mixed text/audio items → vectors in order and the text tokens read (one submission per kind)."""
         loop = asyncio.get_running_loop()
         texts: list[tuple[int, str]] = []
         clips: list[tuple[int, bytes]] = []
@@ -464,15 +481,19 @@ def create_app(
             )
         )
         out = np.zeros((len(items), model.embedding_dim), dtype=np.float32)
+        tokens = 0
+        text_rows, clip_rows = [i for i, _ in texts], [i for i, _ in clips]
         pending = []
         if texts:
-            pending.append(([i for i, _ in texts], batcher.texts([t for _, t in texts])))
+            pending.append(batcher.texts_with_usage([t for _, t in texts]))
         if waves:
-            pending.append(([i for i, _ in clips], batcher.waves(list(waves))))
-        results = await asyncio.gather(*(p[1] for p in pending))
-        for (rows, _), vecs in zip(pending, results):
-            out[rows] = vecs
-        return out
+            pending.append(batcher.waves(list(waves)))
+        results = list(await asyncio.gather(*pending))
+        if texts:
+            out[text_rows], tokens = results.pop(0)
+        if waves:
+            out[clip_rows] = results.pop(0)
+        return out, tokens
 
     def as_list(value: Any, name: str) -> list[Any]:
         items = value if isinstance(value, list) else [value]
@@ -520,7 +541,7 @@ def create_app(
                 400, f"this model gives {model.embedding_dim} dimensions, not {dims!r}", "invalid_input"
             )
         items = as_list(body["input"], "input")
-        vectors = await timed(embed_items(items, "input"))
+        vectors, tokens = await timed(embed_items(items, "input"))
         data = [
             {
                 "object": "embedding",
@@ -531,7 +552,6 @@ def create_app(
             }
             for i, v in enumerate(vectors)
         ]
-        tokens = sum(len(model.tokenizer(_text_of(x))["input_ids"]) for x in items if _is_text(x))
         return {
             "object": "list",
             "data": data,
@@ -549,7 +569,7 @@ def create_app(
             raise RequestError(422, f"'k' must be an integer in 1..{limits.max_k}", "invalid_type")
         if "query" not in body or isinstance(body["query"], list):
             raise RequestError(422, "'query' must be one string or one input_audio object", "invalid_type")
-        vector = (await timed(embed_items([body["query"]], "query")))[0]
+        vector = (await timed(embed_items([body["query"]], "query")))[0][0]
         loop = asyncio.get_running_loop()
         hits = await loop.run_in_executor(None, index.search, vector, k)
         return {"object": "list", "data": [h.to_json() for h in hits]}
@@ -588,7 +608,7 @@ def create_app(
             while len(label_cache) > 64:
                 label_cache.popitem(last=False)
         label_vecs = label_cache[key]
-        audio = await timed(embed_items(items, "input"))
+        audio, _ = await timed(embed_items(items, "input"))
         sims = audio @ label_vecs.T
         logits = DEFAULT_LOGIT_SCALE * (sims - sims.max(axis=1, keepdims=True))
         probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
