@@ -166,10 +166,9 @@ def test_tokenizer_is_only_used_by_the_batcher_thread(tiny_model_dir):
     model = AudioTextEmbedder.from_pretrained(tiny_model_dir)
     model.tokenizer = _ThreadRecordingTokenizer(model.tokenizer)
     texts = ["a dog", "a man saying seven in a large hall", "rain"]
-    with running(create_app(model, api_key=KEY)) as base:
-        with concurrent.futures.ThreadPoolExecutor(6) as pool:
-            bodies = [{"input": texts[: 1 + i % 3]} for i in range(24)]
-            responses = list(pool.map(lambda b: post(base, "/v1/embeddings", json=b), bodies))
+    bodies = [{"input": texts[: 1 + i % 3]} for i in range(24)]
+    with running(create_app(model, api_key=KEY)) as base, concurrent.futures.ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(lambda b: post(base, "/v1/embeddings", json=b), bodies))
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
     assert model.tokenizer.threads == {"audiovec-batcher"}
     expected = sum(len(model.tokenizer.inner(t)["input_ids"]) for t in texts)
