@@ -65,6 +65,16 @@ def embed_windows(model: Any, waves: Sequence[np.ndarray], batch_size: int = 16)
     return out
 
 
+def ann_partitions(rows: int) -> int:
+    """IVF partitions of the ANN index over ``rows`` vectors: about 4096 rows each, at most 256."""
+    return max(1, min(256, rows // 4096))
+
+
+def default_nprobes(partitions: int) -> int:
+    """Partitions a search probes when not told: an eighth of them, at least 20 (all, on small tables)."""
+    return max(20, partitions // 8)
+
+
 def pool_windows(vectors: np.ndarray, durations: Sequence[float]) -> np.ndarray:
     """Duration-weighted mean of window vectors, normalised (how a whole file is embedded)."""
     weights = np.asarray(durations, dtype=np.float64)[:, None]
@@ -414,7 +424,7 @@ class AudioIndex:
             return False
         from lancedb.index import IvfHnswSq
 
-        partitions = max(1, min(256, rows // 4096))  # search() derives its default nprobes from this
+        partitions = ann_partitions(rows)
         self.table().create_index(
             "vector", config=IvfHnswSq(distance_type="cosine", num_partitions=partitions), replace=True
         )
@@ -440,8 +450,8 @@ class AudioIndex:
             raise IndexStoreError(f"{self.dir}: query has {query.shape[0]} dimensions, the index {dim}")
         builder = self.table().search(query).distance_type("cosine").limit(k)
         if self.has_ann():
-            partitions = max(1, min(256, self.count() // 4096))  # as ensure_ann builds it
-            builder = builder.nprobes(nprobes or max(20, partitions // 8)).refine_factor(10)
+            partitions = ann_partitions(self.count())  # as ensure_ann built it
+            builder = builder.nprobes(nprobes or default_nprobes(partitions)).refine_factor(10)
         hits = builder.select(["path", "start", "end", "window", "_distance"]).to_list()
         return [
             Hit(h["path"], float(h["start"]), float(h["end"]), 1.0 - float(h["_distance"]), int(h["window"]))
