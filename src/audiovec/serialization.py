@@ -4,9 +4,13 @@ appear whole or not at all."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,19 +23,24 @@ SAFE_WEIGHTS = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.bin")
 
+log = logging.getLogger(__name__)
+
 
 @contextlib.contextmanager
 def atomic_directory(target: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces ``target`` in one rename.
 
     If anything fails (or the process is killed) before the end, ``target`` keeps its previous contents
-    and the temporary folder is removed (or left with a ``.tmp-`` name that readers ignore).
+    and the temporary folder is removed (or left with a ``.tmp-`` name that readers ignore). The temporary
+    folder is named ``.tmp-<name>-<pid>-<machine tag>-<random>``; a later save into ``target`` deletes
+    such leftovers once it is sure their writer is gone (:func:`remove_stale_temporaries`).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and not overwrite:
         raise CheckpointError(f"{target} already exists (pass overwrite=True to replace it)")
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    remove_stale_temporaries(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target.name), dir=target.parent))
     try:
         yield tmp
         _fsync_tree(tmp)
@@ -48,6 +57,75 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = True) -> Itera
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _machine_tag() -> str:
+    """8 hex digits for this host, boot and pid namespace: the scope within which a pid means one process.
+
+    Writers on another machine of a shared filesystem, in a container with its own pid namespace, or from
+    before a reboot get another tag, so their pids are never looked up here.
+    """
+    parts = [socket.gethostname()]
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+    except OSError:
+        parts.append("")
+    try:
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:
+        parts.append("")
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
+
+
+def _temp_prefix(name: str, pid: int | None = None, tag: str | None = None) -> str:
+    """``.tmp-<name>-<pid>-<tag>-``: ``tempfile.mkdtemp`` appends random ``[a-z0-9_]`` characters."""
+    return f".tmp-{name}-{os.getpid() if pid is None else pid}-{tag or _machine_tag()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    """False only when no process ``pid`` exists; anything uncertain counts as alive."""
+    if os.name != "posix" or pid <= 0:  # os.kill(pid, 0) would terminate the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, under another user
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: str | os.PathLike) -> list[Path]:
+    """Delete the temporary folders that killed saves into ``target`` left behind, where that is safe.
+
+    A sibling is removed only if all hold: it is a real folder (not a symlink), its name is exactly
+    ``.tmp-<target name>-<pid>-<tag>-<random>`` as :func:`atomic_directory` makes it, the tag is this
+    machine's (:func:`_machine_tag`), and no process with that pid exists. Everything else stays: a live
+    writer (another process, or another save of this one), a writer on another machine or in another pid
+    namespace, folders from before a reboot or from older versions (no pid in the name), other targets'
+    temporaries and anything not made by :func:`atomic_directory`. A reused pid only keeps garbage longer.
+    Returns the folders removed; errors are ignored (a save never fails because of cleanup).
+    """
+    target = Path(target)
+    prefix = f".tmp-{target.name}-"
+    pattern = re.compile(r"(\d+)-([0-9a-f]{8})-[a-z0-9_]+")  # no "-" in the random part: exact parse
+    removed: list[Path] = []
+    tag = _machine_tag()
+    try:
+        entries = [p for p in target.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for path in entries:
+        match = pattern.fullmatch(path.name[len(prefix) :])
+        if not match or match.group(2) != tag or _pid_alive(int(match.group(1))):
+            continue
+        if path.is_symlink() or not path.is_dir():
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path):
+            log.info("removed %s, left by a killed save (process %s is gone)", path, match.group(1))
+            removed.append(path)
+    return removed
 
 
 def _exchange(a: Path, b: Path) -> bool:
