@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import contextlib
+import json
+import select
 import socket
 import sys
 import threading
@@ -24,7 +26,7 @@ from audiovec.cli import main
 from audiovec.errors import ConfigError
 from audiovec.index import AudioIndex
 from audiovec.model import AudioTextEmbedder
-from audiovec.serve import ServiceLimits, check_bind, create_app
+from audiovec.serve import ServiceLimits, check_bind, create_app, uvicorn_config
 from audiovec.testing import fsdd_files
 
 KEY = "test-key-5f2c"
@@ -35,12 +37,13 @@ LIMITS = ServiceLimits(
 
 
 @contextlib.contextmanager
-def running(app) -> Iterator[str]:
-    """A real uvicorn server on a free loopback port, in a thread; yields its base URL."""
+def running(app, limits: ServiceLimits | None = None, **config) -> Iterator[str]:
+    """A real uvicorn server on a free loopback port, in a thread, configured as ``serve`` configures it
+    (``uvicorn_config``: h11 with the request-head timeout of ``limits``); yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_keep_alive=5))
+    server = uvicorn.Server(uvicorn_config(app, limits=limits, log_level="warning", **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -246,6 +249,140 @@ def test_slow_client_is_timed_out(url):
                     break
                 reply += part
     assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+
+
+HEAD_LIMITS = ServiceLimits(header_timeout_s=0.5)
+HEALTH = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+SLOW_HEAD = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 400  # never finished
+
+
+@pytest.fixture(scope="module")
+def head_url(model) -> Iterator[str]:
+    """A server with a 0.5 s request-head timeout and a 2 s keep-alive."""
+    with running(create_app(model, limits=HEAD_LIMITS), limits=HEAD_LIMITS, timeout_keep_alive=2) as base:
+        yield base
+
+
+def connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def dribble(conn: socket.socket, data: bytes, gap: float = 0.05, limit: float = 15.0) -> tuple[float, bytes]:
+    """Send ``data`` a byte every ``gap`` s (then nothing) until the server closes the connection.
+
+    Returns the seconds from the first byte to the close, and what the server sent."""
+    start, received = time.monotonic(), b""
+    pending = list(data)
+    while time.monotonic() - start < limit:
+        if pending:
+            try:
+                conn.sendall(bytes([pending.pop(0)]))
+            except OSError:
+                break
+        if select.select([conn], [], [], gap)[0]:
+            try:
+                part = conn.recv(65536)
+            except OSError:
+                break
+            if not part:
+                break
+            received += part
+    else:
+        pytest.fail(f"connection still open after {limit} s; received {received[:200]!r}")
+    return time.monotonic() - start, received
+
+
+def read_response(conn: socket.socket) -> bytes:
+    """One whole response (head + ``Content-Length`` body) from a kept-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        part = conn.recv(65536)
+        assert part, f"closed mid-response: {data!r}"
+        data += part
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def assert_head_timeout(reply: bytes) -> None:
+    head, body = reply.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 408 "), reply[:300]
+    assert b"connection: close" in head.lower()
+    assert json.loads(body)["error"]["code"] == "request_timeout"
+
+
+def test_slow_request_head_is_cut_off_while_other_clients_are_served(head_url):
+    """Slowloris: a head sent a byte every 50 ms gets a 408 and a closed connection after ~0.5 s; a
+    connection that sends nothing is closed too; meanwhile clients on other connections are served."""
+    results: dict[str, tuple[float, bytes]] = {}
+
+    def attack(name: str, data: bytes) -> None:
+        with connect(head_url) as conn:
+            results[name] = dribble(conn, data)
+
+    threads = [threading.Thread(target=attack, args=a) for a in (("slow", SLOW_HEAD), ("silent", b""))]
+    for thread in threads:
+        thread.start()
+    with httpx.Client(base_url=head_url, timeout=10) as client:
+        while any(t.is_alive() for t in threads):
+            assert client.get("/health").status_code == 200  # one kept-alive connection, many requests
+            time.sleep(0.05)
+        embedded = client.post("/v1/embeddings", json={"input": "a dog barking"})
+        assert embedded.status_code == 200
+    for thread in threads:
+        thread.join(timeout=30)
+    elapsed, reply = results["slow"]
+    assert 0.45 <= elapsed < 3.0, elapsed
+    assert_head_timeout(reply)
+    elapsed, reply = results["silent"]
+    assert 0.45 <= elapsed < 3.0 and reply == b"", (elapsed, reply[:200])
+
+
+def test_head_timeout_spares_bodies_and_kept_alive_idle_connections(head_url):
+    """The deadline ends with the head: a body dribbled over 1.5 s is served. Between requests a kept-alive
+    connection idles under keep-alive (2 s), not the 0.5 s head deadline, which restarts with the next
+    request's first byte."""
+    body = json.dumps({"input": "a dog barking"}).encode()
+    with connect(head_url) as conn:
+        conn.sendall(
+            f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        )
+        for i in range(0, len(body), len(body) // 5 + 1):
+            time.sleep(0.3)
+            conn.sendall(body[i : i + len(body) // 5 + 1])
+        assert read_response(conn).startswith(b"HTTP/1.1 200 ")
+        time.sleep(1.2)  # idle: past the head timeout, within keep-alive
+        conn.sendall(HEALTH)
+        assert read_response(conn).startswith(b"HTTP/1.1 200 ")
+        time.sleep(0.3)
+        elapsed, reply = dribble(conn, SLOW_HEAD)  # the next request's head, too slow
+        assert 0.45 <= elapsed < 3.0, elapsed
+        assert_head_timeout(reply)
+    with connect(head_url) as conn:
+        conn.sendall(HEALTH)
+        assert read_response(conn).startswith(b"HTTP/1.1 200 ")
+        elapsed, reply = dribble(conn, b"")  # idle after a complete request: keep-alive closes it
+        assert 1.5 <= elapsed < 5.0 and reply == b"", (elapsed, reply[:200])
+
+
+def test_header_timeout_flag_and_limit(tiny_model_dir, monkeypatch):
+    import audiovec.serve
+
+    seen = {}
+    monkeypatch.setattr(audiovec.serve, "serve", lambda *a, **kw: seen.update(kw))
+    assert main(["serve", str(tiny_model_dir), "--header-timeout", "3"]) == 0
+    assert seen["limits"].header_timeout_s == 3.0
+    assert ServiceLimits().header_timeout_s == 10.0
+    assert uvicorn_config(None, limits=ServiceLimits(header_timeout_s=3)).http.header_timeout_s == 3.0
+    with pytest.raises(ConfigError, match="header timeout"):
+        uvicorn_config(None, limits=ServiceLimits(header_timeout_s=0))
 
 
 def test_no_request_makes_the_server_open_a_path(url, fsdd_clips, tmp_path):

@@ -7,9 +7,9 @@
 * ``POST /v1/search`` (needs ``db``), ``POST /v1/classify``, ``GET /v1/models``, ``GET /health``.
 * Requests from concurrent clients are micro-batched: a worker thread takes up to ``max_batch`` queued
   items (or what arrived within ``max_wait_ms``) and runs one forward pass; ``/health`` counts them.
-* Limits: body size (413), audio duration (413), slow request bodies (408), processing time (503); errors
-  are JSON ``{"error": {"message", "type", "code"}}``. With an API key every endpoint but ``/health`` needs
-  ``Authorization: Bearer <key>`` (constant-time comparison; 401 otherwise).
+* Limits: body size (413), audio duration (413), slow request heads and bodies (408), processing time
+  (503); errors are JSON ``{"error": {"message", "type", "code"}}``. With an API key every endpoint but
+  ``/health`` needs ``Authorization: Bearer <key>`` (constant-time comparison; 401 otherwise).
 """
 
 from __future__ import annotations
@@ -28,16 +28,19 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import h11
 import numpy as np
 import torch
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from audiovec.audio import SAMPLE_RATE, load_audio, window_spans
 from audiovec.classify import DEFAULT_LOGIT_SCALE, DEFAULT_TEMPLATES, average_prompts, prompts
@@ -61,6 +64,7 @@ class ServiceLimits:
     max_text_chars: int = 20_000
     request_timeout_s: float = 120.0
     body_read_timeout_s: float = 15.0
+    header_timeout_s: float = 10.0  # from connect (or a further request's first byte) to a complete head
     max_batch: int = 32
     max_wait_ms: float = 5.0
     max_k: int = 1000
@@ -658,6 +662,114 @@ def check_bind(host: str, api_key: str | None, insecure_no_auth: bool = False) -
         )
 
 
+class HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for the request head (uvicorn itself has none).
+
+    Without it a client that sends its request line and headers a byte at a time (slowloris), or connects
+    and sends nothing, holds a connection, and a ``limit_concurrency`` slot, forever. A timer starts when
+    the connection opens, and on a kept-alive connection when the first byte of the next request arrives
+    (idle time between requests stays governed by uvicorn's ``timeout_keep_alive``); parsing a complete
+    head cancels it. On expiry the connection is closed, after a JSON 408 with ``Connection: close`` if part
+    of a head had arrived. Bodies are timed by :class:`GuardMiddleware`. :func:`uvicorn_config` sets
+    ``header_timeout_s`` in a subclass.
+    """
+
+    header_timeout_s: float = ServiceLimits.header_timeout_s
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_timer is None and data and self.conn.their_state is h11.IDLE:
+            self._arm_head_timer()  # first byte of a further request on a kept-alive connection
+        super().data_received(data)
+        self._after_events()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._after_events()  # a pipelined request's head may wait, incomplete, in h11's buffer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _after_events(self) -> None:
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            self._cancel_head_timer()  # head parsed (or the connection is done)
+        elif self._head_timer is None and self.conn.trailing_data[0]:
+            self._arm_head_timer()
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        partial = bool(self.conn.trailing_data[0])
+        if partial:  # h11 cannot send a response before a request: written as raw bytes
+            self.transport.write(_head_timeout_response(self.header_timeout_s))
+        log.info(
+            "%s: closed the connection, %s within %g s",
+            f"{self.client[0]}:{self.client[1]}" if self.client else "client",
+            "request head not complete" if partial else "no request",
+            self.header_timeout_s,
+        )
+        self.transport.close()
+
+
+def _head_timeout_response(timeout_s: float) -> bytes:
+    message = f"request headers not received within {timeout_s:g} s"
+    body = json.dumps(_error_body(408, message, "request_timeout")).encode()
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+def uvicorn_config(
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    limits: ServiceLimits | None = None,
+    log_level: str = "info",
+    max_connections: int = 256,
+    timeout_keep_alive: int = 5,
+) -> uvicorn.Config:
+    """The uvicorn configuration :func:`serve` runs: h11 with the request-head deadline of ``limits``."""
+    limits = limits or ServiceLimits()
+    if not limits.header_timeout_s > 0:
+        raise ConfigError(f"header timeout must be positive, got {limits.header_timeout_s}")
+    protocol = type(
+        "HeaderTimeoutProtocol",
+        (HeaderTimeoutProtocol,),
+        {"header_timeout_s": float(limits.header_timeout_s)},
+    )
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=protocol,
+        log_level=log_level,
+        timeout_keep_alive=timeout_keep_alive,
+        limit_concurrency=max_connections,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+
+
 def serve(
     model: Any,
     host: str = "127.0.0.1",
@@ -672,21 +784,28 @@ def serve(
     max_connections: int = 256,
 ) -> None:
     """Run the service with uvicorn until interrupted."""
-    import uvicorn
-
     check_bind(host, api_key, insecure_no_auth)
     limits = limits or ServiceLimits()
     app = create_app(model, db=db, api_key=api_key, limits=limits, model_name=model_name)
-    log.info("serving %s on http://%s:%d (limits: %s)", model_name, host, port, asdict(limits))
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        timeout_keep_alive=5,
-        limit_concurrency=max_connections,
-        h11_max_incomplete_event_size=64 * 1024,
+    config = uvicorn_config(
+        app, host, port, limits=limits, log_level=log_level, max_connections=max_connections
     )
+    log.info("serving %s on http://%s:%d (limits: %s)", model_name, host, port, asdict(limits))
+    server = uvicorn.Server(config)
+    with suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:  # as uvicorn.run: the port was taken, or the app failed to start
+        raise SystemExit(3)
 
 
-__all__ = ["API_KEY_ENV", "MicroBatcher", "ServiceLimits", "check_bind", "create_app", "is_loopback", "serve"]
+__all__ = [
+    "API_KEY_ENV",
+    "HeaderTimeoutProtocol",
+    "MicroBatcher",
+    "ServiceLimits",
+    "check_bind",
+    "create_app",
+    "is_loopback",
+    "serve",
+    "uvicorn_config",
+]

@@ -22,6 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body-mb", type=float, default=25.0)
     p.add_argument("--max-audio-seconds", type=float, default=600.0)
     p.add_argument("--request-timeout", type=float, default=120.0, help="seconds")
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a client has to send a complete request head (slow clients are disconnected)",
+    )
     p.add_argument("--max-batch", type=int, default=32, help="items per forward pass")
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="batching window")
     p.set_defaults(func=run)
@@ -38,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         max_body_bytes=int(args.max_body_mb * 2**20),
         max_audio_seconds=args.max_audio_seconds,
         request_timeout_s=args.request_timeout,
+        header_timeout_s=args.header_timeout,
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
     )
