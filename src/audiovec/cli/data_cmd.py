@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     nli.set_defaults(func=_nli)
 
+    pair_modes = (
+        "retrieval (default): claim -> each evidence text, supporting or refuting alike; "
+        "nli: evidence text -> a claim it supports, negative a claim it refutes (see docs/data.md)"
+    )
+    fever = sub.add_parser(
+        "fever",
+        help="text pairs for modality transfer from FEVER claims and its Wikipedia dump",
+        description="Pair FEVER claims with their evidence sentences read from the wiki-pages dump.",
+    )
+    fever.add_argument("claims", nargs="+", metavar="CLAIMS", help="train.jsonl, shared_task_dev.jsonl, ...")
+    fever.add_argument("--wiki", required=True, metavar="DIR", help="the wiki-pages folder (wiki-*.jsonl)")
+    fever.add_argument("--out", required=True, help="text-pair JSONL to write")
+    fever.set_defaults(func=_fever)
+    scifact = sub.add_parser(
+        "scifact",
+        help="text pairs for modality transfer from SciFact claims and corpus",
+        description="Pair SciFact claims with their rationale sentences read from corpus.jsonl.",
+    )
+    scifact.add_argument(
+        "--claims", nargs="+", required=True, metavar="FILE", help="claims_train.jsonl, claims_dev.jsonl"
+    )
+    scifact.add_argument("--corpus", required=True, help="corpus.jsonl")
+    scifact.add_argument("--out", required=True, help="text-pair JSONL to write")
+    scifact.set_defaults(func=_scifact)
+    for cmd in (fever, scifact):
+        cmd.add_argument("--mode", choices=("retrieval", "nli"), default="retrieval", help=pair_modes)
+        cmd.add_argument("--no-titles", action="store_true", help="do not prefix evidence with its title")
+        cmd.add_argument(
+            "--require-negative", action="store_true", help="(--mode nli) keep only rows with a negative"
+        )
+
     try:
         from audiovec.data.synth.cli import register as register_synth
     except ModuleNotFoundError as exc:
@@ -124,4 +156,60 @@ def _nli(args: argparse.Namespace) -> int:
 
     count = write_text_pairs(nli_to_pairs(args.inputs, require_negative=args.require_negative), args.out)
     print(f"{args.out}: {count} text pairs")
+    return 0
+
+
+def _pair_options(args: argparse.Namespace) -> dict | None:
+    """Keyword arguments shared by ``fever`` and ``scifact``; None (after a message) when inconsistent."""
+    if args.require_negative and args.mode != "nli":
+        print(
+            f"audiovec data {args.data_command}: error: --require-negative needs --mode nli", file=sys.stderr
+        )
+        return None
+    return {"mode": args.mode, "titles": not args.no_titles, "require_negative": args.require_negative}
+
+
+def _fever(args: argparse.Namespace) -> int:
+    from audiovec.data.text_pairs import fever_to_pairs, write_text_pairs
+    from audiovec.errors import DataError
+
+    options = _pair_options(args)
+    if options is None:
+        return 2
+    rows, counts = fever_to_pairs(args.claims, args.wiki, **options)
+    if not rows:
+        raise DataError(f"no text pairs from {', '.join(args.claims)} with --wiki {args.wiki}: {counts}")
+    write_text_pairs(rows, args.out)
+    print(
+        f"{args.out}: {counts['rows']} text pairs ({args.mode}) from {counts['claims']} claims "
+        f"(SUPPORTS {counts['supports']}, REFUTES {counts['refutes']}, "
+        f"NOT ENOUGH INFO {counts['not_enough_info']} without evidence); {counts['claims_used']} claims used"
+    )
+    print(
+        f"evidence sets: {counts['evidence_sets']}, skipped {counts['missing_page']} (page not in the dump), "
+        f"{counts['missing_sentence']} (sentence missing or empty)"
+    )
+    return 0
+
+
+def _scifact(args: argparse.Namespace) -> int:
+    from audiovec.data.text_pairs import scifact_to_pairs, write_text_pairs
+    from audiovec.errors import DataError
+
+    options = _pair_options(args)
+    if options is None:
+        return 2
+    rows, counts = scifact_to_pairs(args.claims, args.corpus, **options)
+    if not rows:
+        raise DataError(f"no text pairs from {', '.join(args.claims)} with --corpus {args.corpus}: {counts}")
+    write_text_pairs(rows, args.out)
+    print(
+        f"{args.out}: {counts['rows']} text pairs ({args.mode}) from {counts['claims']} claims "
+        f"({counts['no_evidence']} without evidence); {counts['claims_used']} claims used"
+    )
+    print(
+        f"rationales: {counts['rationales']} (SUPPORT {counts['support']}, CONTRADICT {counts['contradict']}), "
+        f"skipped {counts['missing_doc']} (document not in the corpus), "
+        f"{counts['missing_sentence']} (sentence index out of range or empty)"
+    )
     return 0
