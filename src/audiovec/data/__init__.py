@@ -13,7 +13,14 @@ from audiovec.data.datasets import (
 )
 from audiovec.data.exclude import Exclusion, apply_exclusions, row_keys
 from audiovec.data.manifest import iter_manifest, manifest_stats, read_manifest, write_manifest
-from audiovec.data.text_pairs import TextPairDataset, collate_text_pairs, nli_to_pairs, read_text_pairs
+from audiovec.data.text_pairs import (
+    TextPairDataset,
+    collate_text_pairs,
+    fever_to_pairs,
+    nli_to_pairs,
+    read_text_pairs,
+    scifact_to_pairs,
+)
 
 __all__ = [
     "BucketBatchSampler",
@@ -28,7 +35,9 @@ __all__ = [
     "iter_manifest",
     "make_dataloader",
     "manifest_stats",
+    "fever_to_pairs",
     "nli_to_pairs",
+    "scifact_to_pairs",
     "read_manifest",
     "read_text_pairs",
     "row_keys",
