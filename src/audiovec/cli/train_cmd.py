@@ -12,8 +12,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a model from a YAML recipe (single process or under torchrun)",
         description=(
             "Train with symmetric InfoNCE from a YAML recipe. Override any field with --section.key value "
-            "(or --key value when the name is unique, e.g. --lr 3e-4 --steps 50). Launch several processes "
+            "(or --key value when the name is unique, e.g. --lr 3e-4 --steps 50; dashes work as underscores). "
+            "Per-module learning rates: --tower-lr and --backbone-lr (numbers >= 0; default: --lr), "
+            "--new-lr for the projector and temperature. Launch several processes "
             "with `torchrun --nproc_per_node N -m audiovec.train RECIPE.yaml`."
+        ),
+        epilog=(
+            "examples: audiovec train configs/m1.yaml --tower-lr 1e-3 --backbone-lr 2e-5; "
+            "audiovec train configs/m1.yaml --resume"
         ),
     )
     parser.add_argument("recipe", help="recipe YAML file (see configs/)")

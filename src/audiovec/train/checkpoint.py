@@ -91,3 +91,46 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         }
     except (OSError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{path}: cannot read checkpoint ({exc})") from None
+
+
+def remap_optimizer_state(
+    saved: dict[str, Any], current: dict[str, Any], saved_names: list[list[str]] | None = None
+) -> tuple[dict[str, Any], dict[str, float | None]]:
+    """A saved optimizer ``state_dict`` re-laid out in the groups of ``current`` (the new optimizer's
+    ``state_dict()``, whose groups carry ``param_names``), matching parameters by name.
+
+    Per-parameter state (moments, step counts) comes from ``saved``; group hyper-parameters (``lr``,
+    ``initial_lr``, ``weight_decay``, …) stay those of ``current``. ``saved_names`` gives the names per saved
+    group when the saved groups lack ``param_names`` (checkpoints written before groups were named).
+    Returns the state dict for ``optimizer.load_state_dict`` and ``{name: saved peak lr}`` (``None`` where
+    unknown). Raises ``CheckpointError`` when the two optimizers do not train the same parameters.
+    """
+    groups = saved["param_groups"]
+    if saved_names is None:
+        saved_names = [g.get("param_names") for g in groups]
+    if len(saved_names) != len(groups) or any(
+        names is None or len(names) != len(g["params"]) for names, g in zip(saved_names, groups)
+    ):
+        raise CheckpointError(
+            f"optimizer state has {len(groups)} groups of {[len(g['params']) for g in groups]} parameters, "
+            "which cannot be matched to this run's parameters"
+        )
+    index: dict[str, int] = {}
+    old_lrs: dict[str, float | None] = {}
+    for names, group in zip(saved_names, groups):
+        for name, idx in zip(names, group["params"]):
+            index[name] = idx
+            old_lrs[name] = group.get("initial_lr", group.get("lr"))
+    wanted = [n for g in current["param_groups"] for n in g["param_names"]]
+    missing, extra = sorted(set(wanted) - set(index)), sorted(set(index) - set(wanted))
+    if missing or extra:
+        raise CheckpointError(
+            f"optimizer state does not match the trainable parameters (missing {missing[:5]}, "
+            f"unexpected {extra[:5]})"
+        )
+    state = {}
+    for group in current["param_groups"]:
+        for name, idx in zip(group["param_names"], group["params"]):
+            if index[name] in saved["state"]:
+                state[idx] = saved["state"][index[name]]
+    return {"state": state, "param_groups": [dict(g) for g in current["param_groups"]]}, old_lrs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,8 @@ class TrainSpec:
     batch_size: int = 64  # global batch (all processes together)
     chunk_size: int = 0  # GradCache chunk per process; 0 = whole local batch at once
     lr: float = 1e-4
+    tower_lr: float | None = None  # learning rate of the audio tower (and its LoRA); None = lr
+    backbone_lr: float | None = None  # learning rate of the LLM backbone (and its LoRA); None = lr
     new_lr: float = 0.0  # learning rate of the projector and temperature; 0 = same as lr
     weight_decay: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
@@ -123,6 +126,8 @@ class Recipe:
             )
         for target in t.lora.targets:
             _choice("train.lora.targets", target, ("backbone", "tower"))
+        for key in MODULE_LRS:
+            setattr(t, key, _module_lr(key, getattr(t, key)))
         if self.output.keep_last < 1:
             raise ConfigError(f"output.keep_last must be >= 1, got {self.output.keep_last}")
         return self
@@ -135,6 +140,23 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+MODULE_LRS = ("tower_lr", "backbone_lr")
+
+
+def _module_lr(key: str, value: Any) -> float | None:
+    """A per-module learning rate: None (use ``train.lr``) or a finite number >= 0 (0 holds the module
+    still), as a float."""
+    if value is None:
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value < 0:
+        raise ConfigError(
+            f"train.{key} (--{key.replace('_', '-')}): expected a learning rate >= 0 such as 3e-4, "
+            f"or null to use train.lr; got {value!r}"
+        )
+    return float(value)
 
 
 def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:

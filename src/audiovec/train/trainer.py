@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from audiovec.errors import ConfigError
+from audiovec.errors import CheckpointError, ConfigError
 from audiovec.train import checkpoint as ckpt
 from audiovec.train.config import ModelSpec, Recipe, TrainSpec, save_recipe
 from audiovec.train.data import make_loader
@@ -177,26 +177,104 @@ def lr_lambda(spec: TrainSpec):
     return factor
 
 
+MODULES = ("backbone", "tower", "new", "other")  # optimizer groups, in this order
+
+
+def module_of(name: str) -> str:
+    """Which learning rate a trainable parameter takes: ``new`` (the projector, new in a composed model,
+    and the temperature), ``tower`` or ``backbone`` (LoRA adapters included: peft keeps them under the
+    module they wrap), ``other`` for anything else (plain ``lr``)."""
+    if "projector." in name or "logit_scale" in name:
+        return "new"
+    if name.startswith("tower."):
+        return "tower"
+    if name.startswith("backbone."):
+        return "backbone"
+    return "other"
+
+
+def module_lrs(spec: TrainSpec) -> dict[str, float]:
+    """Each module's peak learning rate: ``tower_lr`` / ``backbone_lr`` / ``new_lr``, falling back to ``lr``."""
+    return {
+        "backbone": spec.lr if spec.backbone_lr is None else spec.backbone_lr,
+        "tower": spec.lr if spec.tower_lr is None else spec.tower_lr,
+        "new": spec.new_lr or spec.lr,
+        "other": spec.lr,
+    }
+
+
+def _decays(name: str, param: nn.Parameter) -> bool:
+    return param.ndim >= 2 and "logit_scale" not in name
+
+
 def make_optimizer(named: list[tuple[str, nn.Parameter]], spec: TrainSpec) -> torch.optim.Optimizer:
-    """AdamW; biases, norms and the temperature get no weight decay; the projector (new in a composed
-    model) and the temperature may take a larger learning rate (``train.new_lr``)."""
-    fresh_lr = spec.new_lr or spec.lr
+    """AdamW with one pair of groups per module (see ``module_of``), each at its own learning rate
+    (``module_lrs``); in each pair biases, norms and the temperature get no weight decay. Groups are named
+    (``group["module"]``) and hold their parameters' names, which a checkpoint keeps so that resume can
+    match its state by name. Only ``named`` (the trainable parameters) gets groups; empty groups are dropped."""
+    lrs = module_lrs(spec)
+    groups = []
+    for module in MODULES:
+        members = [(n, p) for n, p in named if module_of(n) == module]
+        for decay in (True, False):
+            params = [(n, p) for n, p in members if _decays(n, p) == decay]
+            if params:
+                groups.append(
+                    {
+                        "params": params,
+                        "lr": lrs[module],
+                        "weight_decay": spec.weight_decay if decay else 0.0,
+                        "module": module,
+                    }
+                )
+    present = {g["module"] for g in groups}
+    for key, module in (("tower_lr", "tower"), ("backbone_lr", "backbone")):
+        if getattr(spec, key) is not None and module not in present:
+            log.warning(
+                "train.%s is set but the %s does not train (trainable: %s, mode: %s); ignored",
+                key,
+                module,
+                spec.trainable,
+                spec.mode,
+            )
+        elif getattr(spec, key) == 0:
+            log.warning(
+                "train.%s is 0: the %s keeps its weights but its gradients are still computed "
+                "(trainable: frozen_tower / projector skip them)",
+                key,
+                module,
+            )
+    return torch.optim.AdamW(groups, lr=spec.lr, betas=tuple(spec.betas), eps=spec.eps)
 
-    def is_fresh(name: str) -> bool:
-        return "projector." in name or "logit_scale" in name
 
+def make_scheduler(optimizer: torch.optim.Optimizer, spec: TrainSpec) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warm-up + cosine (``lr_lambda``) as one factor that multiplies every group's own peak lr alike."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(spec))
+
+
+def group_lrs(optimizer: torch.optim.Optimizer, key: str = "lr") -> dict[str, float]:
+    """``{module: lr}`` of the optimizer's groups (``key="initial_lr"``: the peak, before the schedule)."""
+    return {g["module"]: g[key] for g in optimizer.param_groups}
+
+
+def describe_groups(optimizer: torch.optim.Optimizer) -> str:
+    """One line: each module's peak learning rate and how many weights it trains."""
+    sizes: dict[str, int] = {}
+    for group in optimizer.param_groups:
+        sizes[group["module"]] = sizes.get(group["module"], 0) + sum(p.numel() for p in group["params"])
+    peaks = group_lrs(optimizer, "initial_lr")
+    return ", ".join(f"{m} {peaks[m]:.3g} ({n:,} weights)" for m, n in sizes.items())
+
+
+def legacy_param_names(named: list[tuple[str, nn.Parameter]]) -> list[list[str]]:
+    """Parameter names per group as optimizers before per-module learning rates laid them out (old
+    checkpoints carry no names): [old decay, old plain, new decay, new plain], empty groups dropped."""
     groups = []
     for fresh in (False, True):
-        lr = fresh_lr if fresh else spec.lr
-        members = [(n, p) for n, p in named if is_fresh(n) == fresh]
-        decay = [p for n, p in members if p.ndim >= 2 and "logit_scale" not in n]
-        plain = [p for n, p in members if not (p.ndim >= 2 and "logit_scale" not in n)]
-        groups += [
-            {"params": decay, "weight_decay": spec.weight_decay, "lr": lr},
-            {"params": plain, "weight_decay": 0.0, "lr": lr},
-        ]
-    groups = [g for g in groups if g["params"]]
-    return torch.optim.AdamW(groups, lr=spec.lr, betas=tuple(spec.betas), eps=spec.eps)
+        members = [(n, p) for n, p in named if (module_of(n) == "new") == fresh]
+        for decay in (True, False):
+            groups.append([n for n, p in members if _decays(n, p) == decay])
+    return [g for g in groups if g]
 
 
 class PairEncoder(nn.Module):
@@ -285,7 +363,7 @@ class Trainer:
         self.named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self.named += [("loss." + n, p) for n, p in self.loss_fn.named_parameters()]
         self.optimizer = make_optimizer(self.named, t)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(t))
+        self.scheduler = make_scheduler(self.optimizer, t)
         n_mels = self.model.tower.n_mels
         self.loader = make_loader(
             recipe,
@@ -356,12 +434,42 @@ class Trainer:
         with torch.no_grad():
             for name, param in params.items():
                 param.copy_(state["weights"][name].to(param.device))
-        self.optimizer.load_state_dict(state["optim"]["optimizer"])
-        self.scheduler.load_state_dict(state["optim"]["scheduler"])
+        self._restore_optimizer(state["optim"], path)
         self.loader.batch_sampler.load_state_dict(meta["sampler"])
         self._sampler_state = meta["sampler"]
         ckpt.set_rng_state(state["rng"][self.rank])
         self.step = int(meta["step"])
+
+    def _restore_optimizer(self, saved: dict[str, Any], path: Path) -> None:
+        """Load the checkpoint's optimizer state into this run's groups, matched by parameter name (so
+        checkpoints from before per-module learning rates, or with other groups, resume too). The moments
+        and step counts come from the checkpoint; the learning rates and other hyper-parameters from the
+        recipe, at the checkpoint's point of the schedule."""
+        optim = saved["optimizer"]
+        names = None
+        if any("param_names" not in g for g in optim["param_groups"]):
+            names = legacy_param_names(self.named)
+        try:
+            remapped, old_lrs = ckpt.remap_optimizer_state(optim, self.optimizer.state_dict(), names)
+        except CheckpointError as exc:
+            raise ConfigError(f"{path}: {exc} (recipe changed?)") from None
+        self.optimizer.load_state_dict(remapped)
+        self.scheduler.load_state_dict(saved["scheduler"])
+        peaks = [g["initial_lr"] for g in self.optimizer.param_groups]
+        self.scheduler.base_lrs = list(peaks)  # the checkpoint's may have other groups or values
+        done = self.scheduler.last_epoch
+        for group, peak, factor in zip(self.optimizer.param_groups, peaks, self.scheduler.lr_lambdas):
+            group["lr"] = peak * factor(done)  # what LambdaLR.get_lr computes
+        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            before = {old_lrs[n] for n in group["param_names"] if old_lrs.get(n) is not None}
+            if before and before != {group["initial_lr"]}:
+                log.warning(
+                    "resume: the %s now trains at lr %.3g (the recipe's); the checkpoint used %s",
+                    group["module"],
+                    group["initial_lr"],
+                    ", ".join(f"{v:.3g}" for v in sorted(before)),
+                )
 
     def _barrier(self) -> None:
         if self.world > 1:
@@ -454,6 +562,7 @@ class Trainer:
                 log.info("resumed from %s (step %d)", latest, self.step)
         metrics = None
         if self.rank == 0:
+            log.info("learning rates (peak, before warm-up/decay): %s", describe_groups(self.optimizer))
             self.out.mkdir(parents=True, exist_ok=True)
             save_recipe(r, self.out / "recipe.yaml")
             metrics = MetricsLog(
@@ -489,6 +598,7 @@ class Trainer:
                         "epoch": int(batch["epoch"]),
                         "loss": loss,
                         "lr": self.scheduler.get_last_lr()[0],
+                        **{f"lr_{m}": v for m, v in group_lrs(self.optimizer).items()},
                         "temperature": self.loss_fn.temperature,
                         "samples_per_s": t.batch_size / max(elapsed, 1e-9),
                         "step_s": elapsed,
