@@ -64,13 +64,27 @@ def audio_duration(source: AudioSource, sample_rate: int | None = None) -> float
         return _array_to_mono(source).shape[0] / float(sample_rate or SAMPLE_RATE)
     if isinstance(source, (str, os.PathLike)):
         _check_path(source)
-        try:
-            info = sf.info(os.fspath(source))
-            if info.frames > 0:
-                return info.frames / float(info.samplerate)
-        except Exception:  # noqa: BLE001 - fall through to a full decode
-            pass
+        seconds = header_seconds(source)
+        if seconds is not None:
+            return seconds
     return load_audio(source).shape[0] / SAMPLE_RATE
+
+
+def header_seconds(source: AudioSource) -> float | None:
+    """A file's duration from its libsndfile header (~25 µs, nothing decoded), or ``None`` when that cannot
+    be told cheaply: not a path, not a readable regular file, a format only FFmpeg reads, no frame count.
+    Never raises: the decoder reports bad files."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    path = os.fspath(source)
+    try:
+        if not os.path.isfile(path):  # FIFOs block on open and devices never end
+            return None
+        with sf.SoundFile(path) as handle:
+            frames, rate = int(handle.frames), int(handle.samplerate)
+    except Exception:  # noqa: BLE001 - unreadable here; load_audio gives the reason
+        return None
+    return frames / float(rate) if frames > 0 and rate > 0 else None
 
 
 def window_spans(

@@ -476,11 +476,10 @@ class AudioIndex:
 def embed_source(
     model: Any, source: Any, window_seconds: float | None = None, batch_size: int = 16
 ) -> np.ndarray:
-    """A whole clip → one vector, streamed window by window (bounded memory for long files)."""
-    window_s = float(window_seconds or model.config.window_seconds)
-    windows = list(iter_windows(source, window_s))
-    vectors = embed_windows(model, [w for _, _, w in windows], batch_size)
-    return pool_windows(vectors, [end - start for start, end, _ in windows])
+    """A whole clip → one vector, streamed ``batch_size`` windows at a time: memory is bounded by the
+    batch, not the file (:meth:`~audiovec.model.AudioTextEmbedder.encode_audio_stream`; the same vector as
+    ``encode_audio`` and as :func:`pool_windows` over every window)."""
+    return model.encode_audio_stream(source, batch_size=batch_size, window_seconds=window_seconds)
 
 
 def _sql(value: str) -> str:

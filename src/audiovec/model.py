@@ -24,7 +24,15 @@ import torch
 from torch import nn
 
 from audiovec import __version__
-from audiovec.audio import DEFAULT_WINDOW_SECONDS, SAMPLE_RATE, AudioSource, load_audio, window_spans
+from audiovec.audio import (
+    DEFAULT_WINDOW_SECONDS,
+    SAMPLE_RATE,
+    AudioSource,
+    header_seconds,
+    iter_windows,
+    load_audio,
+    window_spans,
+)
 from audiovec.errors import (
     AudioDecodeError,
     CheckpointError,
@@ -39,6 +47,9 @@ from audiovec.towers import AudioTower, build_tower
 
 CONFIG_NAME = "config.json"
 ARCHITECTURE = "AudioTextEmbedder"
+# Files longer than this (by their header) are streamed window batch by window batch instead of decoded
+# whole; shorter ones are decoded whole and their windows batched together across files.
+STREAM_OVER_SECONDS = 600.0
 
 
 class Projector(nn.Module):
@@ -300,16 +311,23 @@ class AudioTextEmbedder(nn.Module):
         show_progress: bool = False,
         sample_rate: int | None = None,
         on_error: str = "raise",
+        stream_over_seconds: float | None = STREAM_OVER_SECONDS,
     ) -> np.ndarray:
         """Paths, bytes, file objects or arrays (given ``sample_rate``) → ``(N, D)`` unit vectors.
 
-        ``sample_rate`` applies to the array inputs only. Clips longer than the window are cut into windows; window vectors are averaged weighted by their
-        duration, then normalised. With ``on_error="skip"`` failed inputs get NaN rows; use
-        :meth:`encode_audio_detailed` to also get the reasons.
+        ``sample_rate`` applies to the array inputs only. Clips longer than the window are cut into windows;
+        window vectors are averaged weighted by their duration, then normalised. Files longer than
+        ``stream_over_seconds`` are streamed (see :meth:`encode_audio_detailed`). With ``on_error="skip"``
+        failed inputs get NaN rows; use :meth:`encode_audio_detailed` to also get the reasons.
         """
         single = _is_single(inputs)
         result = self.encode_audio_detailed(
-            [inputs] if single else inputs, batch_size, show_progress, sample_rate, on_error
+            [inputs] if single else inputs,
+            batch_size,
+            show_progress,
+            sample_rate,
+            on_error,
+            stream_over_seconds=stream_over_seconds,
         )
         return result.vectors[0] if single else result.vectors
 
@@ -323,7 +341,16 @@ class AudioTextEmbedder(nn.Module):
         on_error: str = "raise",
         block_size: int = 256,
         decode_workers: int = 2,
+        stream_over_seconds: float | None = STREAM_OVER_SECONDS,
     ) -> EncodeResult:
+        """Vectors for every input plus the reasons of the failed ones (see :meth:`encode_audio`).
+
+        Inputs are decoded whole in ``decode_workers`` threads, ``block_size`` at a time, and the windows of
+        all clips of a block are batched together by length. A file whose header (libsndfile formats) says
+        it lasts longer than ``stream_over_seconds`` is not decoded whole: :meth:`encode_audio_stream` embeds
+        it window batch by window batch, so memory stays bounded whatever its length (``None``: never
+        stream). Both paths give the same vector; a file failing mid-stream is reported like any decode error.
+        """
         if on_error not in ("raise", "skip"):
             raise ValueError("on_error must be 'raise' or 'skip'")
         inputs = list(inputs)
@@ -331,51 +358,92 @@ class AudioTextEmbedder(nn.Module):
         errors: dict[int, str] = {}
         bar = _progress(None, show_progress, "audio", total=len(inputs))
 
-        def decode(i: int) -> np.ndarray | AudioDecodeError:
+        def decode(i: int) -> np.ndarray | AudioDecodeError | None:
+            """The waveform, the error, or None for a long file to stream."""
             try:
                 item = inputs[i]
+                if stream_over_seconds is not None:
+                    seconds = header_seconds(item)
+                    if seconds is not None and seconds > stream_over_seconds:
+                        return None
                 return load_audio(item, sample_rate if _is_array(item) else None)
             except AudioDecodeError as exc:
                 return exc
+
+        def failed(i: int, exc: AudioDecodeError) -> None:
+            if on_error == "raise":
+                raise exc
+            errors[i] = str(exc)
 
         with ThreadPoolExecutor(max_workers=max(1, decode_workers)) as pool_:
             for block_start in range(0, len(inputs), block_size):
                 block = range(block_start, min(block_start + block_size, len(inputs)))
                 waves: dict[int, np.ndarray] = {}
+                streamed: list[int] = []
                 for i, wave in zip(block, pool_.map(decode, block)):
-                    if isinstance(wave, AudioDecodeError):
-                        if on_error == "raise":
-                            raise wave
-                        errors[i] = str(wave)
+                    if wave is None:
+                        streamed.append(i)
+                    elif isinstance(wave, AudioDecodeError):
+                        failed(i, wave)
                     else:
                         waves[i] = wave
                 for i, vec in self._embed_waves(waves, batch_size).items():
                     vectors[i] = vec
+                del waves
+                for i in streamed:
+                    try:
+                        vectors[i] = self.encode_audio_stream(inputs[i], batch_size)
+                    except AudioDecodeError as exc:
+                        failed(i, exc)
                 if bar is not None:
                     bar.update(len(block))
         if bar is not None:
             bar.close()
         return EncodeResult(vectors, errors)
 
+    @torch.inference_mode()
+    def encode_audio_stream(
+        self,
+        source: AudioSource,
+        batch_size: int = 16,
+        window_seconds: float | None = None,
+        sample_rate: int | None = None,
+    ) -> np.ndarray:
+        """One source → one unit vector, embedding its windows ``batch_size`` at a time while
+        :func:`~audiovec.audio.iter_windows` decodes them; only a float64 running sum is kept, so memory is
+        about ``batch_size`` windows whatever the file's length (libsndfile formats stream; others are
+        decoded whole first). Same windows, weights and pooling as :meth:`encode_audio`, same vector.
+        Raises :class:`AudioDecodeError` when the source fails, also mid-stream."""
+        window_s = float(window_seconds or self.config.window_seconds)
+        total = np.zeros(self.embedding_dim, dtype=np.float64)
+        batch: list[tuple[int, np.ndarray]] = []
+        for wave in _stream_windows(source, window_s, sample_rate):
+            batch.append((0, wave))
+            if len(batch) >= batch_size:
+                total += self._window_sums(batch, batch_size)[0]
+                batch = []
+        if batch:
+            total += self._window_sums(batch, batch_size)[0]
+        return _unit(total)
+
     def _embed_waves(self, waves: dict[int, np.ndarray], batch_size: int) -> dict[int, np.ndarray]:
-        """Window, bucket by length, embed, and pool windows back per input (duration-weighted)."""
+        """Window every waveform, embed all windows together and pool them back per input."""
         pieces: list[tuple[int, np.ndarray]] = []
         for i, wave in waves.items():
             for start, end in window_spans(wave.shape[0], self.config.window_seconds):
                 pieces.append((i, wave[start:end]))
-        pieces.sort(key=lambda p: p[1].shape[0])
+        return {i: _unit(total) for i, total in self._window_sums(pieces, batch_size).items()}
+
+    def _window_sums(self, pieces: list[tuple[int, np.ndarray]], batch_size: int) -> dict[int, np.ndarray]:
+        """``(key, window)`` pieces → per key, the float64 sum of window vectors weighted by window length
+        (the duration-weighted mean once normalised). Windows are batched by length."""
+        pieces = sorted(pieces, key=lambda p: p[1].shape[0])
         sums: dict[int, np.ndarray] = {}
-        weights: dict[int, float] = {}
         for chunk in length_batches(pieces, batch_size):
-            vecs = self.forward_audio(**self.featurize([w for _, w in chunk])).cpu().numpy()
+            vecs = self.forward_audio(**self.featurize([w for _, w in chunk])).float().cpu().numpy()
             for (i, wave), vec in zip(chunk, vecs):
-                w = float(wave.shape[0])
-                sums[i] = sums.get(i, 0.0) + w * vec.astype(np.float64)
-                weights[i] = weights.get(i, 0.0) + w
-        out = {}
-        for i, total in sums.items():
-            out[i] = (total / max(np.linalg.norm(total), 1e-12)).astype(np.float32)
-        return out
+                sums[i] = sums.get(i, 0.0) + wave.shape[0] * vec.astype(np.float64)
+        return sums
 
     @staticmethod
     def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -527,6 +595,30 @@ def no_init():
         import contextlib
 
         return contextlib.nullcontext()
+
+
+def _unit(total: np.ndarray) -> np.ndarray:
+    return (total / max(np.linalg.norm(total), 1e-12)).astype(np.float32)
+
+
+def _stream_windows(
+    source: AudioSource, window_seconds: float, sample_rate: int | None
+) -> Iterable[np.ndarray]:
+    """The windows of :func:`iter_windows`; a decoder failing mid-stream with anything but an
+    :class:`AudioDecodeError` (an I/O error, a libsndfile error) is turned into one naming the source."""
+    windows = iter_windows(source, window_seconds, sample_rate if _is_array(source) else None)
+    done = 0.0
+    while True:
+        try:
+            _, done, wave = next(windows)
+        except StopIteration:
+            return
+        except AudioDecodeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - decoders raise many types
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise AudioDecodeError(source, f"failed after {done:.1f} s: {reason[:200]}") from None
+        yield wave
 
 
 def _is_array(item: Any) -> bool:
