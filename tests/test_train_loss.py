@@ -212,3 +212,17 @@ def test_gradcache_without_replay_would_differ():
     crit(torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])).backward()
     diff = max((grads(a)[k] - grads(b)[k]).abs().max().item() for k in grads(a))
     assert diff > 1e-4
+
+
+def test_placeholder_negatives_are_dropped_for_every_row():
+    """Rows without a hard negative carry a placeholder column; ``negative_valid`` removes it entirely, so the
+    loss equals the loss over the real negatives only (mask_false_negatives off: only the validity mask acts)."""
+    a, p, n = unit(4, 5, 20), unit(4, 5, 21), unit(4, 5, 22)
+    valid = torch.tensor([True, False, True, False])
+    loss = ContrastiveLoss(0.2, learnable=False, mask_false_negatives=False)
+    got = loss(a, p, hard_negatives=n, negative_valid=valid)
+    sim = torch.cat([a @ p.T, a @ n[valid].T], 1) / 0.2
+    target = torch.arange(4)
+    ref = (F.cross_entropy(sim, target) + F.cross_entropy((a @ p.T / 0.2).T, target)) / 2
+    torch.testing.assert_close(got, ref)
+    assert not torch.allclose(got, loss(a, p, hard_negatives=n))  # the mask changed something

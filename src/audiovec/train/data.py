@@ -96,6 +96,8 @@ class TextPairs(Dataset):
         self.rows = rows
         self.seed = seed
         self.durations = np.array([len(r["anchor"]) + len(r["positive"]) for r in rows], dtype=np.float64)
+        # one answer for the whole dataset, so every batch on every rank has the same parts (DDP gathers them)
+        self.has_negatives = any(r.get("negative") is not None for r in rows)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -134,9 +136,19 @@ def _extractor(n_mels: int, min_seconds: float = 0.0) -> Any:
     return LogMelExtractor(n_mels, min_seconds=min_seconds)
 
 
-def collate_pairs(items: list[dict[str, Any]], *, tokenizer: Any) -> dict[str, Any]:
-    """Anchors/positives (and negatives when every row has one) → token ids and masking keys."""
+def collate_pairs(
+    items: list[dict[str, Any]], *, tokenizer: Any, with_negatives: bool | None = None
+) -> dict[str, Any]:
+    """Anchors/positives (and hard negatives) → token ids and masking keys.
+
+    With ``with_negatives`` (default: when any row of this batch has one) every batch carries a negative part:
+    rows without a negative repeat their positive there and ``negative_valid`` marks them, so the loss drops
+    those columns. Pass the dataset-wide answer under DDP, where every rank must gather the same parts.
+    """
     batch = collate_text_pairs(items)
+    has = batch["has_negative"]
+    if with_negatives is None:
+        with_negatives = bool(has.any())
 
     def tok(texts: list[str]) -> dict[str, torch.Tensor]:
         out = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
@@ -150,9 +162,11 @@ def collate_pairs(items: list[dict[str, Any]], *, tokenizer: Any) -> dict[str, A
         "epoch": items[0]["epoch"],
         "position": items[0]["position"],
     }
-    if bool(batch["has_negative"].all()):
-        out["negative"] = tok(batch["negatives"])
-        out["negative_keys"] = [text_keys(batch["negatives"])]
+    if with_negatives:
+        negatives = [n if n is not None else p for n, p in zip(batch["negatives"], batch["positives"])]
+        out["negative"] = tok(negatives)
+        out["negative_keys"] = [text_keys(negatives)]
+        out["negative_valid"] = has.clone()
     return out
 
 
@@ -175,7 +189,7 @@ def make_loader(
         local, rank, world = t.batch_size, 0, 1
     if t.mode == "text" and not dev:
         dataset: Any = TextPairs(d.text_pairs, recipe, t.seed)
-        collate = functools.partial(collate_pairs, tokenizer=tokenizer)
+        collate = functools.partial(collate_pairs, tokenizer=tokenizer, with_negatives=dataset.has_negatives)
     else:
         entries = [d.dev] if dev else d.train
         dataset = audio_dataset(recipe, entries, t.seed)

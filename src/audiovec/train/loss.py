@@ -125,6 +125,7 @@ class ContrastiveLoss(nn.Module):
         keys: Sequence[Tensor] = (),
         hard_negatives: Tensor | None = None,
         negative_keys: Sequence[Tensor] = (),
+        negative_valid: Tensor | None = None,
     ) -> Tensor:
         """Loss of L2-normalised ``audio`` (B, D) against ``text`` (B, D).
 
@@ -132,6 +133,7 @@ class ContrastiveLoss(nn.Module):
         ``hard_negatives`` (B, D): extra text columns for the audio→text direction (text-pair mode,
         where "audio" is the anchor); a hard negative whose ``negative_keys`` match the first
         ``len(negative_keys)`` of the row's ``keys`` (e.g. the same text as its positive) is masked.
+        ``negative_valid`` (B,) bool: columns that are real negatives (placeholders are dropped for every row).
         """
         if self.gather:
             audio, text = gather_with_grad(audio), gather_with_grad(text)
@@ -139,6 +141,8 @@ class ContrastiveLoss(nn.Module):
             if hard_negatives is not None:
                 hard_negatives = gather_with_grad(hard_negatives)
                 negative_keys = [gather_no_grad(k.to(audio.device)) for k in negative_keys]
+                if negative_valid is not None:
+                    negative_valid = gather_no_grad(negative_valid.to(audio.device, torch.uint8))
         keys = [k.to(audio.device) for k in keys]
         dtype = torch.promote_types(audio.dtype, torch.float32)  # bf16 embeddings → fp32 logits
         audio, text = audio.to(dtype), text.to(dtype)
@@ -154,6 +158,8 @@ class ContrastiveLoss(nn.Module):
             if self.mask_false_negatives and keys and negative_keys:
                 neg = [k.to(extra.device) for k in negative_keys]
                 extra = extra.masked_fill(false_negative_mask(keys[: len(neg)], neg), float("-inf"))
+            if negative_valid is not None:
+                extra = extra.masked_fill(~negative_valid.to(extra.device).bool()[None, :], float("-inf"))
             rows = torch.cat([rows, extra], dim=1)
         target = torch.arange(logits.shape[0], device=logits.device)
         return (F.cross_entropy(rows, target) + F.cross_entropy(cols, target)) / 2

@@ -479,10 +479,18 @@ class Trainer:
     def train_step(self, batch: dict[str, Any]) -> float:
         keys = batch["keys"]
         negative_keys = batch.get("negative_keys", [])
+        negative_valid = batch.get("negative_valid")
 
         def loss_of(*emb: torch.Tensor) -> torch.Tensor:
             hard = emb[2] if len(emb) > 2 else None
-            return self.loss_fn(emb[0], emb[1], keys, hard_negatives=hard, negative_keys=negative_keys)
+            return self.loss_fn(
+                emb[0],
+                emb[1],
+                keys,
+                hard_negatives=hard,
+                negative_keys=negative_keys,
+                negative_valid=negative_valid,
+            )
 
         chunks = _chunks(batch, self.recipe.train.chunk_size)
         if len(chunks) == 1:  # no chunking: one forward with autograd (GradCache would embed twice)
