@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import audiovec.index as index_module
+import audiovec.model as model_module
 from audiovec.audio import SAMPLE_RATE, load_audio
 from audiovec.cli import main
 from audiovec.index import (
@@ -27,9 +29,10 @@ from audiovec.index import (
     embed_windows,
     file_sha256,
     model_fingerprint,
+    pool_windows,
 )
 from audiovec.model import AudioTextEmbedder
-from audiovec.testing import fsdd_files, save_tiny_embedder
+from audiovec.testing import fsdd_files, save_tiny_embedder, tiny_embedder
 
 
 @pytest.fixture(scope="module")
@@ -296,3 +299,132 @@ def test_sharded_index_under_torchrun_writes_one_table(tiny_model_dir, model, cl
     single.add(model, files[:-1], window_seconds=2.0)
     query = model.encode_audio(str(clips[2]))
     assert [h.path for h in AudioIndex(db).search(query, 4)] == [h.path for h in single.search(query, 4)]
+
+
+@pytest.fixture(scope="module")
+def padded_model() -> AudioTextEmbedder:
+    """Short clips padded with 3 s of silence before the tower (``min_seconds``); only the clip is pooled."""
+    return tiny_embedder(min_seconds=3.0)
+
+
+def test_min_seconds_rows_and_search_equal_encode_audio(padded_model, clips, long_file, tmp_path):
+    """Index rows go through forward_audio with content_lengths, as encode_audio does: a short clip's row,
+    its search score and a long file's pooled rows all equal encode_audio (silence padding not pooled)."""
+    short = clips[0]
+    assert sf.info(short).duration < 3.0
+    expected = padded_model.encode_audio(str(short))
+    batch = padded_model.featurize([load_audio(short)])
+    unmasked = padded_model.forward_audio(batch["features"], batch["lengths"])[0].detach().numpy()
+    assert np.abs(unmasked - expected).max() > 1e-3  # the padding would change the vector if pooled
+
+    index = AudioIndex(tmp_path / "db")
+    index.add(padded_model, [short, long_file], window_seconds=2.0)
+    rows = index.rows(["path", "start", "end", "window", "vector"]).to_pylist()
+    (row,) = [r for r in rows if r["path"] == str(short)]
+    np.testing.assert_allclose(row["vector"], expected, atol=1e-5)
+    hit = index.search(expected, k=1)[0]
+    assert hit.path == str(short) and hit.score == pytest.approx(1.0, abs=1e-5)
+
+    windows = sorted((r for r in rows if r["path"] == str(long_file)), key=lambda r: r["window"])
+    assert len(windows) == 4 and windows[-1]["end"] - windows[-1]["start"] < 2.0  # a short tail window
+    pooled = pool_windows(np.array([r["vector"] for r in windows]), [r["end"] - r["start"] for r in windows])
+    two_second = tiny_embedder(min_seconds=3.0, window_seconds=2.0)
+    np.testing.assert_allclose(pooled, two_second.encode_audio(str(long_file)), atol=1e-5)
+
+
+def test_indexing_streams_windows_batch_by_batch(model, long_file, tmp_path, monkeypatch):
+    """Windows are embedded batch_size at a time as iter_windows yields them (never the whole file's list),
+    with the same rows as embedding the whole file's windows at once."""
+    real_windows, real_embed = model_module.iter_windows, index_module.embed_windows
+    events: list[tuple[str, int]] = []
+
+    def counting_windows(*args, **kwargs):
+        for window in real_windows(*args, **kwargs):
+            events.append(("yielded", 1))
+            yield window
+
+    def counting_embed(model_, waves, batch_size=16):
+        events.append(("embedded", len(waves)))
+        return real_embed(model_, waves, batch_size)
+
+    monkeypatch.setattr(model_module, "iter_windows", counting_windows)
+    monkeypatch.setattr(index_module, "embed_windows", counting_embed)
+    index = AudioIndex(tmp_path / "db")
+    report = index.add(model, [long_file], window_seconds=1.0, batch_size=3)
+    assert report.added == [str(long_file)] and report.rows_added == 7
+    held = pending = 0
+    for kind, n in events:  # windows decoded but not yet embedded never exceed one batch
+        pending += n if kind == "yielded" else -n
+        held = max(held, pending)
+    assert held == 3 and pending == 0
+    assert [n for kind, n in events if kind == "embedded"] == [3, 3, 1]
+
+    rows = sorted(
+        index.rows(["window", "n_windows", "start", "end", "vector"]).to_pylist(), key=lambda r: r["window"]
+    )
+    windows = list(real_windows(str(long_file), 1.0))
+    assert [(r["start"], r["end"]) for r in rows] == [(s, e) for s, e, _ in windows]
+    assert {r["n_windows"] for r in rows} == {7}
+    np.testing.assert_allclose(
+        [r["vector"] for r in rows], real_embed(model, [w for *_, w in windows]), atol=1e-6
+    )
+
+
+def test_file_failing_mid_stream_leaves_no_rows_and_keeps_its_old_ones(
+    model, clips, long_file, tmp_path, monkeypatch
+):
+    """Rows are written only once a file's last window is embedded: a read error after two windows is a
+    reported failure with nothing written, the other files are indexed, and a changed file that fails keeps
+    its complete older rows (then is re-indexed once readable)."""
+    index = AudioIndex(tmp_path / "db")
+    index.add(model, [long_file], window_seconds=1.0)
+    old = {r["window"]: r["vector"] for r in index.rows(["window", "vector"]).to_pylist()}
+    with sf.SoundFile(str(long_file), "r+") as handle:  # the file changes: re-indexing is due
+        handle.seek(0)
+        handle.write(np.zeros(SAMPLE_RATE // 2, dtype=np.float32))
+    real = model_module.iter_windows
+
+    def flaky(source, *args, **kwargs):
+        windows = real(source, *args, **kwargs)
+        if str(source) == str(long_file):
+            yield next(windows)
+            yield next(windows)
+            raise OSError(5, "Input/output error")
+        yield from windows
+
+    monkeypatch.setattr(model_module, "iter_windows", flaky)
+    report = index.add(model, [long_file, *clips[:2]], window_seconds=1.0, batch_size=1)
+    assert report.failed == {str(long_file): "failed after 2.0 s: [Errno 5] Input/output error"}
+    assert sorted(report.added) == sorted(map(str, clips[:2])) and report.rows_added == 2
+    kept = [
+        r for r in index.rows(["path", "window", "hash", "vector"]).to_pylist() if r["path"] == str(long_file)
+    ]
+    assert {r["window"]: r["vector"] for r in kept} == old and len(kept) == 7
+    assert {r["hash"] for r in kept} != {file_sha256(long_file)}
+    assert_consistent(index, {str(long_file), *map(str, clips[:2])})
+
+    monkeypatch.setattr(model_module, "iter_windows", real)
+    again = index.add(model, [long_file, *clips[:2]], window_seconds=1.0)
+    assert again.replaced == [str(long_file)] and len(again.skipped) == 2
+    assert {r["hash"] for r in index.rows(["path", "hash"]).to_pylist() if r["path"] == str(long_file)} == {
+        file_sha256(long_file)
+    }
+    assert_consistent(index, {str(long_file), *map(str, clips[:2])})
+
+
+def test_non_finite_window_vectors_fail_the_file_without_rows(model, clips, long_file, tmp_path, monkeypatch):
+    """A batch of non-finite vectors midway ends the file (the rest is not decoded): reported, no rows."""
+    real = index_module.embed_windows
+    calls: list[int] = []
+
+    def nan_second_batch(model_, waves, batch_size=16):
+        calls.append(len(waves))
+        out = real(model_, waves, batch_size)
+        return np.full_like(out, np.nan) if len(calls) == 2 else out
+
+    monkeypatch.setattr(index_module, "embed_windows", nan_second_batch)
+    index = AudioIndex(tmp_path / "db")
+    report = index.add(model, [long_file, clips[0]], window_seconds=1.0, batch_size=2)
+    assert report.failed == {str(long_file): "the model produced non-finite vectors"}
+    assert report.added == [str(clips[0])] and calls == [2, 2, 1]  # clips[0]: one window, after the stop
+    assert {r["path"] for r in index.rows(["path"]).to_pylist()} == {str(clips[0])}

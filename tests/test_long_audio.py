@@ -199,3 +199,73 @@ def test_two_hours_stream_in_bounded_memory(tmp_path: Path) -> None:
     assert ratio["streamed, batch 1"][0] < 0.3
     for name in ("whole", "streamed, batch 1"):
         np.testing.assert_allclose(runs[name]["vector"], runs["streamed"]["vector"], atol=1e-5)
+
+
+# Indexes a 10-minute file (twice, into two fresh indexes: the allocator reaches its steady state) then a
+# 2-hour one with AudioIndex.add, and reports the peak RSS after loading the model and LanceDB (a first small
+# index), after the 10-minute file and after the 2-hour file, the 2-hour file's rows pooled by duration, and
+# (after the peak is taken) encode_audio_stream's vector of the same file.
+MEASURE_INDEX = textwrap.dedent(
+    """
+    import json, resource, sys
+    import numpy as np
+    from audiovec.index import AudioIndex, pool_windows
+    from audiovec.testing import fsdd_files, tiny_embedder
+
+    def peak_mb():
+        try:
+            with open("/proc/self/status") as status:
+                return next(int(l.split()[1]) for l in status if l.startswith("VmHWM:")) / 1024
+        except (OSError, StopIteration):
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    ten_minutes, two_hours, root, batch_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    model = tiny_embedder()
+    AudioIndex(f"{root}/warm").add(model, [str(f) for f in fsdd_files(4)], batch_size=batch_size)
+    loaded = peak_mb()
+    for name in ("ten-1", "ten-2"):
+        AudioIndex(f"{root}/{name}").add(model, [ten_minutes], batch_size=batch_size)
+    after_ten = peak_mb()
+    index = AudioIndex(f"{root}/two")
+    report = index.add(model, [two_hours], batch_size=batch_size)
+    peak = peak_mb()
+    rows = sorted(index.rows(["window", "start", "end", "vector"]).to_pylist(), key=lambda r: r["window"])
+    pooled = pool_windows(np.array([r["vector"] for r in rows]), [r["end"] - r["start"] for r in rows])
+    print(json.dumps({"loaded_mb": loaded, "ten_mb": after_ten, "peak_mb": peak, "rows": len(rows),
+                      "windows": sorted({r["window"] for r in rows}) == list(range(len(rows))),
+                      "failed": report.failed, "vector": pooled.tolist(),
+                      "streamed": model.encode_audio_stream(two_hours, batch_size).tolist()}))
+    """
+)
+
+
+def measure_index(ten_minutes: Path, two_hours: Path, root: Path, batch_size: int) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", MEASURE_INDEX, str(ten_minutes), str(two_hours), str(root), str(batch_size)],
+        capture_output=True,
+        text=True,
+        timeout=3000,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_indexing_two_hours_in_bounded_memory(tmp_path: Path) -> None:
+    """`audiovec index` streams too: a 2-hour file costs no more memory than a 10-minute one, its rows are
+    complete (240 windows), and pooled by duration they give encode_audio_stream's vector."""
+    ten = write_long_wav(tmp_path / "ten_minutes.wav", 10 * 60)
+    two = write_long_wav(tmp_path / "two_hours.wav", 2 * 3600)
+    decoded_mb = 2 * 3600 * SAMPLE_RATE * 4 / 2**20  # the decoded 2 h clip alone: ~440 MB
+    for batch_size in (16, 1):
+        r = measure_index(ten, two, tmp_path / f"db-{batch_size}", batch_size)
+        assert not r["failed"] and r["rows"] == 240 and r["windows"]
+        over, growth = (r["peak_mb"] - r["loaded_mb"]) / decoded_mb, (r["peak_mb"] - r["ten_mb"]) / decoded_mb
+        print(
+            f"index, batch {batch_size}: peak RSS {r['peak_mb']:.0f} MB, over the loaded model and LanceDB "
+            f"{over:.2f}x the decoded file ({decoded_mb:.0f} MB), growth 10 min -> 2 h {growth:.3f}x"
+        )
+        assert growth < 0.1
+        if batch_size == 1:
+            assert over < 0.3
+        np.testing.assert_allclose(r["vector"], r["streamed"], atol=1e-5)

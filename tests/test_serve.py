@@ -466,3 +466,26 @@ def test_binding_rules(tiny_model_dir, monkeypatch):
             check_bind(host, None)
     monkeypatch.delenv("AUDIOVEC_API_KEY", raising=False)
     assert main(["serve", str(tiny_model_dir), "--host", "0.0.0.0", "--port", "1"]) == 1
+
+
+def test_min_seconds_model_serves_encode_audio_and_index_vectors(fsdd_clips, tmp_path):
+    """With silence padding of short clips (min_seconds), the batcher pools only the clip's own tokens, as
+    encode_audio and the index do: the same vector from all three, and an audio search scores 1.0."""
+    from audiovec.testing import tiny_embedder
+
+    model = tiny_embedder(min_seconds=3.0)
+    short = fsdd_clips[2]
+    assert sf.info(short).duration < 3.0
+    expected = model.encode_audio(str(short))
+    db = tmp_path / "db"
+    AudioIndex(db).add(model, [short])
+    (row,) = AudioIndex(db).rows(["vector"]).to_pylist()
+    np.testing.assert_allclose(row["vector"], expected, atol=1e-5)
+    with running(create_app(model, db=db, limits=LIMITS)) as base:
+        response = httpx.post(base + "/v1/embeddings", json={"input": [audio_item(short)]}, timeout=60)
+        assert response.status_code == 200, response.text
+        np.testing.assert_allclose(response.json()["data"][0]["embedding"], expected, atol=1e-5)
+        found = httpx.post(base + "/v1/search", json={"query": audio_item(short), "k": 1}, timeout=60)
+        assert found.status_code == 200, found.text
+        hit = found.json()["data"][0]
+        assert hit["path"] == str(short) and hit["score"] == pytest.approx(1.0, abs=1e-5)

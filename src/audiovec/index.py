@@ -7,9 +7,13 @@ Indexing is incremental and crash-safe:
 
 * a file whose complete set of rows (same hash, model and window length) is already stored is skipped;
 * a changed file gets new rows and then its old rows are deleted;
-* all rows of a batch of files go to LanceDB in **one** ``add``, which is one atomic commit, so a kill
-  leaves each file either fully written or absent; ``n_windows`` lets a restart verify completeness anyway;
-* unreadable files are reported and skipped, never abort the run.
+* files are streamed: :func:`~audiovec.audio.iter_windows` decodes a file block by block and its windows
+  are embedded ``batch_size`` at a time as they arrive, so the audio held is one batch of windows, never
+  the file; what a file keeps until it is complete is one float32 vector per window;
+* a file's rows are written only once all its windows are embedded, and all rows of a batch of files go
+  to LanceDB in **one** ``add``, which is one atomic commit, so a kill or a file failing mid-stream
+  leaves each file either fully written or absent; ``n_windows`` lets a restart verify completeness;
+* unreadable files (also those failing mid-stream) are reported and skipped, never abort the run.
 
 Past ``ann_threshold`` rows an IVF-HNSW-SQ index (cosine) is built; below it search is exact.
 Under ``torchrun`` each rank embeds ``files[rank::world]`` into a shard file and rank 0 commits them.
@@ -28,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from audiovec.audio import iter_windows
+from audiovec.audio import SAMPLE_RATE
 from audiovec.data.exclude import file_sha256
 from audiovec.discovery import find_audio_files
 from audiovec.errors import AudioDecodeError, AudiovecError, ConfigError
@@ -39,6 +43,7 @@ log = logging.getLogger(__name__)
 META_NAME = "audiovec-index.json"
 TABLE_NAME = "windows"
 DEFAULT_ANN_THRESHOLD = 50_000
+COMMIT_ROWS = 8192  # a batch of files is committed early once its finished files hold this many rows
 
 
 class IndexStoreError(AudiovecError):
@@ -55,13 +60,17 @@ def collect_audio_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 @torch.inference_mode()
 def embed_windows(model: Any, waves: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
-    """One unit vector per waveform (each already at most one window long), batched by length."""
+    """One unit vector per waveform (each already at most one window long), batched by length as
+    ``encode_audio`` batches windows (:func:`~audiovec.model.length_batches`), through the same
+    ``featurize`` → ``forward_audio`` (``content_lengths`` included: ``min_seconds`` silence padding is
+    seen by the tower but not pooled), so a one-window clip gets ``encode_audio``'s vector."""
+    from audiovec.model import length_batches
+
     out = np.zeros((len(waves), model.embedding_dim), dtype=np.float32)
-    order = sorted(range(len(waves)), key=lambda i: waves[i].shape[0])
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = model.featurize([waves[i] for i in idx])
-        out[idx] = model.forward_audio(batch["features"], batch["lengths"]).float().cpu().numpy()
+    pieces = sorted(enumerate(waves), key=lambda p: p[1].shape[0])
+    for chunk in length_batches(pieces, batch_size):
+        idx = [i for i, _ in chunk]
+        out[idx] = model.forward_audio(**model.featurize([w for _, w in chunk])).float().cpu().numpy()
     return out
 
 
@@ -279,19 +288,27 @@ class AudioIndex:
             todo = self._plan(files, state, fingerprint, window_s, report)
         else:
             todo = self._plan_sharded(files, fingerprint, window_s, report, rank, world)
-        shard_rows: list[dict[str, Any]] = []
+        dim = model.embedding_dim
+        shard = _ShardWriter(self.dir, rank, world, self._schema(dim)) if world > 1 else None
         for start in range(0, len(todo), max(1, batch_files)):
-            rows, done = self._embed_files(
-                model, todo[start : start + batch_files], window_s, fingerprint, batch_size, report
-            )
-            if world > 1:
-                shard_rows.extend(rows)
-                continue
-            self._commit(rows, done, state, report, model.embedding_dim)
-            if on_commit is not None:
-                on_commit(report)
-        if world > 1:
-            self._merge_shards(shard_rows, rank, world, state, report, model.embedding_dim)
+            pending: list[tuple[str, str, Any]] = []  # (path, hash, rows) of finished files
+            for key, digest in todo[start : start + batch_files]:
+                rows = self._embed_file(model, key, digest, window_s, fingerprint, batch_size, report)
+                if rows is None:
+                    continue
+                if shard is not None:
+                    shard.write(rows)  # bounded: one file's rows at a time
+                    continue
+                pending.append((key, digest, rows))
+                if sum(r.num_rows for *_, r in pending) >= COMMIT_ROWS:
+                    self._commit(pending, state, report, dim, window_s, fingerprint)
+                    pending = []
+            if shard is None:
+                self._commit(pending, state, report, dim, window_s, fingerprint)
+                if on_commit is not None:
+                    on_commit(report)
+        if shard is not None:
+            self._merge_shards(shard, state, report, dim, window_s, fingerprint)
             if rank != 0:
                 return report
         if report.rows_added or not self.has_ann():
@@ -338,47 +355,77 @@ class AudioIndex:
             report.skipped, report.failed = list(skipped), dict(failed)
         return todo[rank::world]
 
-    def _embed_files(self, model, batch, window_s, fingerprint, batch_size, report):
-        """Rows for every window of every readable file in ``batch``; failures go to the report."""
-        rows: list[dict[str, Any]] = []
-        done: list[tuple[str, str]] = []
-        for key, digest in batch:
-            try:
-                windows = list(iter_windows(key, window_s))
-            except AudioDecodeError as exc:
-                report.failed[key] = exc.reason
-                log.warning("skipping %s", exc)
-                continue
-            vectors = embed_windows(model, [w for _, _, w in windows], batch_size)
-            if not np.isfinite(vectors).all():
-                report.failed[key] = "the model produced non-finite vectors"
-                continue
-            for number, ((start, end, _), vec) in enumerate(zip(windows, vectors)):
-                rows.append(
-                    {
-                        "path": key,
-                        "start": float(start),
-                        "end": float(end),
-                        "window": number,
-                        "n_windows": len(windows),
-                        "window_s": window_s,
-                        "hash": digest,
-                        "model": fingerprint,
-                        "vector": vec.tolist(),
-                    }
-                )
-            done.append((key, digest))
-        return rows, done
+    def _embed_file(self, model, key, digest, window_s, fingerprint, batch_size, report) -> Any:
+        """The rows of one file as a pyarrow table, or None (the reason goes to the report).
 
-    def _commit(self, rows, done, state, report, dim) -> None:
-        if not rows:
-            return
+        The file is streamed: windows are embedded ``batch_size`` at a time as :func:`iter_windows`
+        decodes them, so the audio held is one batch of windows; the file's vectors (one per window) are
+        kept until its last window, and nothing is written before, so a file failing mid-stream (or a
+        kill) leaves no rows behind.
+        """
+        from audiovec.model import _stream_windows  # iter_windows, mid-stream failures as AudioDecodeError
+
+        spans: list[tuple[int, int]] = []  # sample offsets, as iter_windows counts them
+        vectors: list[np.ndarray] = []
+        batch: list[np.ndarray] = []
+
+        def embed() -> bool:
+            vecs = embed_windows(model, batch, batch_size)
+            batch.clear()
+            vectors.append(vecs)
+            return bool(np.isfinite(vecs).all())
+
+        finite = True
+        try:
+            for wave in _stream_windows(key, window_s, None):
+                offset = spans[-1][1] if spans else 0
+                spans.append((offset, offset + wave.shape[0]))
+                batch.append(wave)
+                if len(batch) >= batch_size and not (finite := embed()):
+                    break  # the rest of the file is not worth decoding
+            if finite and batch:
+                finite = embed()
+        except AudioDecodeError as exc:
+            report.failed[key] = exc.reason
+            log.warning("skipping %s", exc)
+            return None
+        if not finite:
+            report.failed[key] = "the model produced non-finite vectors"
+            return None
+        return self._file_rows(key, digest, spans, np.concatenate(vectors), window_s, fingerprint)
+
+    def _file_rows(self, key, digest, spans, vectors, window_s, fingerprint) -> Any:
         import pyarrow as pa
 
-        table = self.table(dim)
-        table.add(pa.Table.from_pylist(rows, schema=self._schema(dim)))  # one atomic commit
-        report.rows_added += len(rows)
-        window_s, fingerprint = rows[0]["window_s"], rows[0]["model"]
+        n, dim = vectors.shape
+        columns = {
+            "path": pa.array([key] * n, pa.string()),
+            "start": pa.array([a / SAMPLE_RATE for a, _ in spans], pa.float64()),
+            "end": pa.array([b / SAMPLE_RATE for _, b in spans], pa.float64()),
+            "window": pa.array(np.arange(n, dtype=np.int32)),
+            "n_windows": pa.array(np.full(n, n, dtype=np.int32)),
+            "window_s": pa.array(np.full(n, window_s, dtype=np.float64)),
+            "hash": pa.array([digest] * n, pa.string()),
+            "model": pa.array([fingerprint] * n, pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim),
+        }
+        return pa.Table.from_pydict(columns, schema=self._schema(dim))
+
+    def _commit(self, files, state, report, dim, window_s, fingerprint) -> None:
+        """Write the rows of finished ``files`` (``(path, hash, rows)``) in one ``add``, one atomic commit,
+        then drop older rows of those files."""
+        if files:
+            import pyarrow as pa
+
+            data = pa.concat_tables([rows for *_, rows in files])
+            done = [(key, digest) for key, digest, _ in files]
+            self._write(data, data.num_rows, done, state, report, dim, window_s, fingerprint)
+
+    def _write(self, data, n_rows, done, state, report, dim, window_s, fingerprint) -> None:
+        """``data`` (a table or a record batch reader) in one ``add``; then ``done`` files' older rows go."""
+        if n_rows:
+            self.table(dim).add(data)  # one atomic commit
+            report.rows_added += n_rows
         for key, digest in done:
             if key in state:
                 self._delete_except(key, (digest, fingerprint, window_s))
@@ -389,31 +436,34 @@ class AudioIndex:
     def _delete_except(self, path: str, keep: tuple[str, str, float]) -> None:
         self.table().delete(f"path = {_sql(path)} AND NOT ({_key_sql(keep)})")
 
-    def _merge_shards(self, rows, rank, world, state, report, dim) -> None:
-        """Each rank writes its rows to a shard file; rank 0 commits them after a barrier."""
+    def _merge_shards(self, shard, state, report, dim, window_s, fingerprint) -> None:
+        """Each rank has written its rows to a shard file; rank 0 commits them after a barrier, streamed
+        shard by shard into one ``add`` (one atomic commit)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
         import torch.distributed as dist
 
-        shard_dir = self.dir / ".shards"
-        shard_dir.mkdir(exist_ok=True)
-        path = shard_dir / f"rank-{rank:05d}-of-{world:05d}.parquet"
-        tmp = path.with_suffix(".tmp")
-        pq.write_table(pa.Table.from_pylist(rows, schema=self._schema(dim)), tmp)
-        os.replace(tmp, path)
-        gathered: list[Any] = [None] * world
+        shard.close()
+        gathered: list[Any] = [None] * shard.world
         if dist.is_available() and dist.is_initialized():
-            dist.all_gather_object(gathered, (report.failed, rank))
+            dist.all_gather_object(gathered, (report.failed, shard.rank))
             dist.barrier()
-        if rank == 0:
+        if shard.rank == 0:
             for failed, _ in filter(None, gathered):
                 report.failed.update(failed)
-            shards = [shard_dir / f"rank-{r:05d}-of-{world:05d}.parquet" for r in range(world)]
-            all_rows = [row for shard in shards for row in pq.read_table(shard).to_pylist()]
-            done = list(dict.fromkeys((row["path"], row["hash"]) for row in all_rows))
-            self._commit(all_rows, done, state, report, dim)
-            for shard in shards:
-                shard.unlink(missing_ok=True)
+            files = [shard.path_of(r) for r in range(shard.world)]
+            n_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+            keys = pa.concat_tables([pq.read_table(f, columns=["path", "hash"]) for f in files]).to_pydict()
+            done = list(dict.fromkeys(zip(keys["path"], keys["hash"])))
+
+            def batches():
+                for f in files:
+                    yield from pq.ParquetFile(f).iter_batches(batch_size=COMMIT_ROWS)
+
+            reader = pa.RecordBatchReader.from_batches(shard.schema, batches())
+            self._write(reader, n_rows, done, state, report, dim, window_s, fingerprint)
+            for f in files:
+                f.unlink(missing_ok=True)
         if dist.is_available() and dist.is_initialized():
             dist.barrier()  # every rank returns only once the table holds all rows
 
@@ -480,6 +530,36 @@ def embed_source(
     batch, not the file (:meth:`~audiovec.model.AudioTextEmbedder.encode_audio_stream`; the same vector as
     ``encode_audio`` and as :func:`pool_windows` over every window)."""
     return model.encode_audio_stream(source, batch_size=batch_size, window_seconds=window_seconds)
+
+
+class _ShardWriter:
+    """This rank's rows, appended file by file to ``DIR/.shards/rank-R-of-W.parquet`` (under a temporary
+    name until :meth:`close`), so a sharded run holds one file's rows at a time, not its whole share."""
+
+    def __init__(self, db_dir: Path, rank: int, world: int, schema: Any) -> None:
+        self.dir, self.rank, self.world, self.schema = db_dir / ".shards", rank, world, schema
+        self.dir.mkdir(exist_ok=True)
+        self._tmp = self.path_of(rank).with_suffix(".tmp")
+        self._writer: Any = None
+
+    def path_of(self, rank: int) -> Path:
+        return self.dir / f"rank-{rank:05d}-of-{self.world:05d}.parquet"
+
+    def write(self, rows: Any) -> None:
+        import pyarrow.parquet as pq
+
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, self.schema)
+        self._writer.write_table(rows)
+
+    def close(self) -> None:
+        import pyarrow.parquet as pq
+
+        if self._writer is None:  # no rows: an empty shard still tells rank 0 this rank is done
+            pq.write_table(self.schema.empty_table(), self._tmp)
+        else:
+            self._writer.close()
+        os.replace(self._tmp, self.path_of(self.rank))
 
 
 def _sql(value: str) -> str:

@@ -189,8 +189,8 @@ class MicroBatcher:
         vectors = np.zeros((len(pieces), self.model.embedding_dim), dtype=np.float32)
         for start in range(0, len(order), self.max_batch):
             idx = order[start : start + self.max_batch]
-            batch = self.model.featurize([pieces[i][1] for i in idx])
-            vectors[idx] = self.model.forward_audio(batch["features"], batch["lengths"]).float().cpu().numpy()
+            batch = self.model.featurize([pieces[i][1] for i in idx])  # content_lengths: see min_seconds
+            vectors[idx] = self.model.forward_audio(**batch).float().cpu().numpy()
             self.forward_passes += 1
         out = np.zeros((clips, self.model.embedding_dim), dtype=np.float32)
         for clip in range(clips):
