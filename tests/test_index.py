@@ -230,6 +230,12 @@ def test_ann_index_is_built_past_threshold_and_agrees_with_exact_search(model, c
         found, truth = ann.search(query, k=3), exact.search(query, k=3)
         assert [h.score for h in found] == pytest.approx([h.score for h in truth], abs=1e-4)
         assert found[0].score == pytest.approx(1.0, abs=1e-4)
+        # explicit search effort: the smallest ef is raised to what re-ranking needs, the largest agrees too
+        for nprobes, ef in ((1, 1), (64, 2000)):
+            tuned = ann.search(query, k=3, nprobes=nprobes, ef=ef)
+            assert len(tuned) == 3 and tuned[0].score == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(ValueError, match="ef must be >= 1"):
+        ann.search(query, k=3, ef=0)
 
 
 def test_index_built_by_another_model_is_refused(model, clips, tmp_path):

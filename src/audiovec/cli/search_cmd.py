@@ -16,6 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model folder (default: the one that built the index)")
     p.add_argument("-k", "--top-k", type=int, default=10, help="results to return (default 10)")
     p.add_argument("--nprobes", type=int, help="ANN partitions to search (default: 1/8 of them, >= 20)")
+    p.add_argument("--ef", type=int, help="HNSW candidates per partition (default: max(300, 20 x top-k))")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.set_defaults(func=run)
 
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         vector = embed_source(model, args.audio, index.meta().get("window_seconds"))
     else:
         vector = model.encode_text(args.query)
-    hits = index.search(vector, args.top_k, nprobes=args.nprobes)
+    hits = index.search(vector, args.top_k, nprobes=args.nprobes, ef=args.ef)
     if args.json:
         print(json.dumps([h.to_json() for h in hits], indent=2))
         return 0
