@@ -46,6 +46,7 @@ from audiovec.audio import SAMPLE_RATE, load_audio, window_spans
 from audiovec.classify import DEFAULT_LOGIT_SCALE, DEFAULT_TEMPLATES, average_prompts, prompts
 from audiovec.errors import AudioDecodeError, ConfigError
 from audiovec.index import pool_windows
+from audiovec.model import length_batches
 
 log = logging.getLogger(__name__)
 
@@ -185,16 +186,18 @@ class MicroBatcher:
                 pieces.append((clip, wave[start:end]))
         clips = sum(len(job[1]) for job in group)
         self.items += clips
-        order = sorted(range(len(pieces)), key=lambda i: pieces[i][1].shape[0])
+        by_length = sorted(enumerate(w for _, w in pieces), key=lambda p: p[1].shape[0])
         vectors = np.zeros((len(pieces), self.model.embedding_dim), dtype=np.float32)
-        for start in range(0, len(order), self.max_batch):
-            idx = order[start : start + self.max_batch]
-            batch = self.model.featurize([pieces[i][1] for i in idx])  # content_lengths: see min_seconds
+        for chunk in length_batches(by_length, self.max_batch):  # as encode_audio batches: little padding
+            idx = [i for i, _ in chunk]
+            batch = self.model.featurize([w for _, w in chunk])  # content_lengths: see min_seconds
             vectors[idx] = self.model.forward_audio(**batch).float().cpu().numpy()
             self.forward_passes += 1
+        rows_of: list[list[int]] = [[] for _ in range(clips)]
+        for i, (clip, _) in enumerate(pieces):
+            rows_of[clip].append(i)
         out = np.zeros((clips, self.model.embedding_dim), dtype=np.float32)
-        for clip in range(clips):
-            rows = [i for i, (c, _) in enumerate(pieces) if c == clip]
+        for clip, rows in enumerate(rows_of):
             out[clip] = pool_windows(vectors[rows], [pieces[i][1].shape[0] for i in rows])
         return _split(out, [len(job[1]) for job in group])
 
