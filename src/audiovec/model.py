@@ -11,10 +11,11 @@ land in one space. Reads top to bottom like the data flow::
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,17 @@ ARCHITECTURE = "AudioTextEmbedder"
 # Files longer than this (by their header) are streamed window batch by window batch instead of decoded
 # whole; shorter ones are decoded whole and their windows batched together across files.
 STREAM_OVER_SECONDS = 600.0
+# A block of inputs decoded whole holds at most this much audio by their headers (and at most block_size
+# inputs): 256 clips just under STREAM_OVER_SECONDS would otherwise be ~9.8 GB of float32 at 16 kHz; 30 min
+# is ~115 MB. One clip longer than this is a block of its own.
+BLOCK_SECONDS = 1800.0
+# With prefetch, the log-mel of the next length batch of a block is computed in a helper thread while the
+# model runs the current one (features are computed by the same call on the same batch either way).
+FEATURIZE_AHEAD = True
+# encode_audio_stream(prefetch=True) reads the next window batch ahead but leaves its log-mel to the model's
+# thread: computed ahead, the log-mel's working set (~10 MB per 30 s window) would add to the model's instead
+# of alternating with it (docs/benchmarks.md, section 6).
+STREAM_FEATURIZE_AHEAD = False
 
 
 class Projector(nn.Module):
@@ -342,14 +354,23 @@ class AudioTextEmbedder(nn.Module):
         block_size: int = 256,
         decode_workers: int = 2,
         stream_over_seconds: float | None = STREAM_OVER_SECONDS,
+        block_seconds: float | None = BLOCK_SECONDS,
+        prefetch: bool = True,
     ) -> EncodeResult:
         """Vectors for every input plus the reasons of the failed ones (see :meth:`encode_audio`).
 
-        Inputs are decoded whole in ``decode_workers`` threads, ``block_size`` at a time, and the windows of
-        all clips of a block are batched together by length. A file whose header (libsndfile formats) says
-        it lasts longer than ``stream_over_seconds`` is not decoded whole: :meth:`encode_audio_stream` embeds
-        it window batch by window batch, so memory stays bounded whatever its length (``None``: never
-        stream). Both paths give the same vector; a file failing mid-stream is reported like any decode error.
+        Inputs are decoded whole in ``decode_workers`` threads, a block at a time, and the windows of all
+        clips of a block are batched together by length. A block holds at most ``block_size`` inputs and,
+        by their headers (libsndfile formats; arrays by their shape), at most ``block_seconds`` of audio
+        (``None``: no limit; a longer clip is a block of its own; inputs of unknown duration — bytes, file
+        objects, FFmpeg-only formats — count by number only). With ``prefetch`` the next block is decoded
+        while the model embeds the current one (two blocks in memory), and the log-mel of the next length
+        batch is computed while the model runs the current one; ``prefetch=False`` decodes, then embeds,
+        one step after the other (same vectors, same errors). A file whose header says it lasts longer than
+        ``stream_over_seconds`` is not decoded whole: :meth:`encode_audio_stream` embeds it window batch by
+        window batch (without read-ahead), so memory stays bounded whatever its length (``None``: never
+        stream). Both paths give the same vector; a file failing mid-stream is reported like any decode
+        error.
         """
         if on_error not in ("raise", "skip"):
             raise ValueError("on_error must be 'raise' or 'skip'")
@@ -357,15 +378,34 @@ class AudioTextEmbedder(nn.Module):
         vectors = np.full((len(inputs), self.embedding_dim), np.nan, dtype=np.float32)
         errors: dict[int, str] = {}
         bar = _progress(None, show_progress, "audio", total=len(inputs))
+        read_headers = stream_over_seconds is not None or block_seconds is not None
 
-        def decode(i: int) -> np.ndarray | AudioDecodeError | None:
+        def streams(header: float | None) -> bool:
+            return stream_over_seconds is not None and header is not None and header > stream_over_seconds
+
+        def plan(start: int) -> tuple[range, list[float | None]]:
+            """The block starting at ``start`` and the header durations of its inputs."""
+            headers: list[float | None] = []
+            total = 0.0
+            end = start
+            while end < len(inputs) and end - start < max(1, block_size):
+                item = inputs[end]
+                header = header_seconds(item) if read_headers else None
+                if block_seconds is not None and not streams(header):
+                    seconds = header if header is not None else _array_seconds(item, sample_rate)
+                    if end > start and total + seconds > block_seconds:
+                        break
+                    total += seconds
+                headers.append(header)
+                end += 1
+            return range(start, end), headers
+
+        def decode(i: int, header: float | None) -> np.ndarray | AudioDecodeError | None:
             """The waveform, the error, or None for a long file to stream."""
             try:
+                if streams(header):
+                    return None
                 item = inputs[i]
-                if stream_over_seconds is not None:
-                    seconds = header_seconds(item)
-                    if seconds is not None and seconds > stream_over_seconds:
-                        return None
                 return load_audio(item, sample_rate if _is_array(item) else None)
             except AudioDecodeError as exc:
                 return exc
@@ -375,19 +415,35 @@ class AudioTextEmbedder(nn.Module):
                 raise exc
             errors[i] = str(exc)
 
-        with ThreadPoolExecutor(max_workers=max(1, decode_workers)) as pool_:
-            for block_start in range(0, len(inputs), block_size):
-                block = range(block_start, min(block_start + block_size, len(inputs)))
+        decoder = ThreadPoolExecutor(max_workers=max(1, decode_workers))
+        ahead = ThreadPoolExecutor(max_workers=1) if prefetch and FEATURIZE_AHEAD else None
+        next_start = 0
+
+        def submit_next() -> tuple[range, list[Future]] | None:
+            nonlocal next_start
+            if next_start >= len(inputs):
+                return None
+            block, headers = plan(next_start)
+            next_start = block.stop
+            return block, [decoder.submit(decode, i, h) for i, h in zip(block, headers)]
+
+        try:
+            current = submit_next()
+            while current is not None:
+                block, futures = current
+                upcoming = submit_next() if prefetch else None  # decoded while this block is embedded
                 waves: dict[int, np.ndarray] = {}
                 streamed: list[int] = []
-                for i, wave in zip(block, pool_.map(decode, block)):
+                for i, future in zip(block, futures):
+                    wave = future.result()
                     if wave is None:
                         streamed.append(i)
                     elif isinstance(wave, AudioDecodeError):
                         failed(i, wave)
                     else:
                         waves[i] = wave
-                for i, vec in self._embed_waves(waves, batch_size).items():
+                del futures, current, future, wave  # the block's waveforms live in `waves` only
+                for i, vec in self._embed_waves(waves, batch_size, ahead).items():
                     vectors[i] = vec
                 del waves
                 for i in streamed:
@@ -397,6 +453,11 @@ class AudioTextEmbedder(nn.Module):
                         failed(i, exc)
                 if bar is not None:
                     bar.update(len(block))
+                current = upcoming if prefetch else submit_next()
+        finally:  # on an error, queued decodes of the next block are dropped
+            decoder.shutdown(wait=True, cancel_futures=True)
+            if ahead is not None:
+                ahead.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()
         return EncodeResult(vectors, errors)
@@ -408,39 +469,102 @@ class AudioTextEmbedder(nn.Module):
         batch_size: int = 16,
         window_seconds: float | None = None,
         sample_rate: int | None = None,
+        prefetch: bool = False,
     ) -> np.ndarray:
         """One source → one unit vector, embedding its windows ``batch_size`` at a time while
         :func:`~audiovec.audio.iter_windows` decodes them; only a float64 running sum is kept, so memory is
         about ``batch_size`` windows whatever the file's length (libsndfile formats stream; others are
-        decoded whole first). Same windows, weights and pooling as :meth:`encode_audio`, same vector.
-        Raises :class:`AudioDecodeError` when the source fails, also mid-stream."""
+        decoded whole first). With ``prefetch`` a helper thread decodes the next window batch while the
+        model embeds the current one: faster where decoding costs (OGG), at the price of the batch read
+        ahead and the helper thread's allocations (~5-10% more peak memory at batch 16), so it is off by
+        default; a streamed file's bound memory is the point of streaming. Same windows, weights and
+        pooling as :meth:`encode_audio`, same vector. Raises :class:`AudioDecodeError` when the source
+        fails, also mid-stream."""
         window_s = float(window_seconds or self.config.window_seconds)
         total = np.zeros(self.embedding_dim, dtype=np.float64)
-        batch: list[tuple[int, np.ndarray]] = []
-        for wave in _stream_windows(source, window_s, sample_rate):
-            batch.append((0, wave))
-            if len(batch) >= batch_size:
-                total += self._window_sums(batch, batch_size)[0]
-                batch = []
-        if batch:
-            total += self._window_sums(batch, batch_size)[0]
+        windows = _stream_windows(source, window_s, sample_rate)
+        Batch = list[tuple[list[int], "list[np.ndarray] | dict[str, torch.Tensor]"]]
+
+        def next_batch() -> Batch:
+            """The next ``batch_size`` windows as length batches: their lengths, and their waveforms (or,
+            with the knob above, their log-mel already)."""
+            pieces = [(0, wave) for wave in itertools.islice(windows, max(1, batch_size))]
+            early = prefetch and STREAM_FEATURIZE_AHEAD
+            return [
+                ([w.shape[0] for _, w in chunk], self._featurize(chunk) if early else [w for _, w in chunk])
+                for chunk in self._chunks(pieces, batch_size)
+            ]
+
+        def embed(batch: Batch) -> np.ndarray:
+            """The batch's duration-weighted sum; each chunk's waveforms are let go once featurized, before
+            the model runs (with prefetch, the batch read ahead meanwhile takes their place in memory)."""
+            sums: Any = 0.0
+            while batch:
+                lengths, data = batch.pop(0)
+                features = data if isinstance(data, dict) else self.featurize(data)
+                del data
+                vecs = self.forward_audio(**features).float().cpu().numpy()
+                del features
+                for n, vec in zip(lengths, vecs):
+                    sums = sums + n * vec.astype(np.float64)
+            return sums
+
+        if not prefetch:
+            while batch := next_batch():
+                total += embed(batch)
+            return _unit(total)
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            future = reader.submit(next_batch)
+            while batch := future.result():
+                future = reader.submit(next_batch)
+                total += embed(batch)
         return _unit(total)
 
-    def _embed_waves(self, waves: dict[int, np.ndarray], batch_size: int) -> dict[int, np.ndarray]:
+    def _embed_waves(
+        self, waves: dict[int, np.ndarray], batch_size: int, ahead: ThreadPoolExecutor | None = None
+    ) -> dict[int, np.ndarray]:
         """Window every waveform, embed all windows together and pool them back per input."""
         pieces: list[tuple[int, np.ndarray]] = []
         for i, wave in waves.items():
             for start, end in window_spans(wave.shape[0], self.config.window_seconds):
                 pieces.append((i, wave[start:end]))
-        return {i: _unit(total) for i, total in self._window_sums(pieces, batch_size).items()}
+        return {i: _unit(total) for i, total in self._window_sums(pieces, batch_size, ahead).items()}
 
-    def _window_sums(self, pieces: list[tuple[int, np.ndarray]], batch_size: int) -> dict[int, np.ndarray]:
+    def _window_sums(
+        self, pieces: list[tuple[int, np.ndarray]], batch_size: int, ahead: ThreadPoolExecutor | None = None
+    ) -> dict[int, np.ndarray]:
         """``(key, window)`` pieces → per key, the float64 sum of window vectors weighted by window length
-        (the duration-weighted mean once normalised). Windows are batched by length."""
-        pieces = sorted(pieces, key=lambda p: p[1].shape[0])
+        (the duration-weighted mean once normalised). Windows are batched by length; with ``ahead`` the
+        next batch's log-mel is computed there while the model runs the current one."""
+        chunks = self._chunks(pieces, batch_size)
+        if ahead is None or not chunks:
+            return self._sums((chunk, None) for chunk in chunks)
+
+        def featurized() -> Iterator[tuple[list[tuple[int, np.ndarray]], dict[str, torch.Tensor]]]:
+            future = ahead.submit(self._featurize, chunks[0])
+            for j, chunk in enumerate(chunks):
+                features = future.result()
+                if j + 1 < len(chunks):
+                    future = ahead.submit(self._featurize, chunks[j + 1])
+                yield chunk, features
+
+        return self._sums(featurized())
+
+    @staticmethod
+    def _chunks(pieces: list[tuple[int, np.ndarray]], batch_size: int) -> list[list[tuple[int, np.ndarray]]]:
+        return length_batches(sorted(pieces, key=lambda p: p[1].shape[0]), batch_size)
+
+    def _featurize(self, chunk: list[tuple[int, np.ndarray]]) -> dict[str, torch.Tensor]:
+        return self.featurize([w for _, w in chunk])
+
+    def _sums(
+        self, chunks: Iterable[tuple[list[tuple[int, np.ndarray]], dict[str, torch.Tensor] | None]]
+    ) -> dict[int, np.ndarray]:
+        """Embed length batches (featurizing those not featurized yet) into duration-weighted sums."""
         sums: dict[int, np.ndarray] = {}
-        for chunk in length_batches(pieces, batch_size):
-            vecs = self.forward_audio(**self.featurize([w for _, w in chunk])).float().cpu().numpy()
+        for chunk, features in chunks:
+            feats = features if features is not None else self._featurize(chunk)
+            vecs = self.forward_audio(**feats).float().cpu().numpy()
             for (i, wave), vec in zip(chunk, vecs):
                 sums[i] = sums.get(i, 0.0) + wave.shape[0] * vec.astype(np.float64)
         return sums
@@ -623,6 +747,13 @@ def _stream_windows(
 
 def _is_array(item: Any) -> bool:
     return isinstance(item, np.ndarray) or (hasattr(item, "detach") and hasattr(item, "shape"))
+
+
+def _array_seconds(item: Any, sample_rate: int | None) -> float:
+    """An array input's duration (its longer axis at ``sample_rate``); 0 for what has no cheap duration."""
+    if not _is_array(item) or not sample_rate or len(item.shape) == 0:
+        return 0.0
+    return max(int(n) for n in item.shape) / float(sample_rate)
 
 
 def _is_single(inputs: Any) -> bool:
