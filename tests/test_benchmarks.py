@@ -78,6 +78,23 @@ def test_encode_memory_probe(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_pipeline(tmp_path: Path) -> None:
+    data = run("bench_pipeline.py", tmp_path, "--clips", "12", "--block-size", "4", "--formats", "wav,ogg")
+    (model,) = data["models"]
+    assert model["model"] == "tiny" and set(model["formats"]) == {"wav", "ogg"}
+    for res in [*model["formats"].values(), *model["stream"].values()]:
+        # prefetch changes when things run, never what is computed
+        assert res["max_abs_diff_prefetch_vs_sequential"] == 0.0
+        assert all(_positive(p["median_s"]) for p in res["paths"].values())
+        assert all(c > 0 for c in res["parallel_capacity_before_after"])
+    assert all(r["same_errors"] and r["blocks"] == 3 for r in model["formats"].values())
+    assert set(model["interference"]) == {"wav", "ogg"}  # model alone / beside a decoder thread / process
+    peaks = data["memory"]["peak_delta_mb"]  # quick: the old pipeline and the default
+    assert set(peaks) == {"no duration bound, sequential (old)", "block_seconds, prefetch (default)"}
+    assert list(data["memory"]["stream"]["peak_delta_mb"]) == ["stream, sequential (default)"]
+
+
+@pytest.mark.slow
 def test_train_step(tmp_path: Path) -> None:
     data = run("bench_train_step.py", tmp_path, "--batches", "4", "--chunk", "2")
     rows = data["models"][0]["rows"]
