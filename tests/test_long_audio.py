@@ -193,7 +193,9 @@ def test_two_hours_stream_in_bounded_memory(tmp_path: Path) -> None:
     # Decoding whole costs the file itself (the measurement sees it); streaming costs nothing more for 2 h
     # than for 10 min, and its whole working set (windows, features, activations: per window in the batch)
     # is a fraction of the file when windows are embedded one at a time.
-    assert ratio["whole"][1] > 0.9
+    # whole: ~11/12 of the file is new between 10 min and 2 h (0.88-0.97 measured; memory the 10-minute run
+    # freed is reused), so half the file is a safe floor that still shows the measurement sees it
+    assert ratio["whole"][1] > 0.5
     assert ratio["streamed"][1] < 0.1
     assert ratio["streamed, batch 1"][1] < 0.1
     assert ratio["streamed, batch 1"][0] < 0.3
