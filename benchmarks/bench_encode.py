@@ -11,6 +11,7 @@ valid tokens. Peak memory: RSS growth during encoding, each path in a fresh inte
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -229,8 +230,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--models", default=None, help="comma list: tiny, m1-T-L (default tiny,m1-4-4)")
     parser.add_argument("--clips", type=int, default=None, help="clips per model (default tiny 64 / m1 24)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    parser.add_argument("--probe", default=None, help=argparse_hidden())
-    parser.add_argument("--model", default="tiny", help=argparse_hidden())
+    parser.add_argument("--probe", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--model", default="tiny", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe:
         probe(args)
@@ -266,12 +267,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     path = write_json("encode", result, args.out, args.quick)
     print(f"wrote {path}")
     return result
-
-
-def argparse_hidden() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ default memory configurations.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -384,10 +385,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--no-stream", action="store_true", help="skip the streaming section")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    parser.add_argument("--probe", default=None, help=argparse_hidden())
-    parser.add_argument("--files", default=None, help=argparse_hidden())
-    parser.add_argument("--block-seconds", type=float, default=None, help=argparse_hidden())
-    parser.add_argument("--mem-batch", type=int, default=4, help=argparse_hidden())
+    parser.add_argument("--probe", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--files", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--block-seconds", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--mem-batch", type=int, default=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe:
         probe(args)
@@ -462,12 +463,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     path = write_json("pipeline", result, args.out, args.quick)
     print(f"wrote {path}")
     return result
-
-
-def argparse_hidden() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":

@@ -125,21 +125,29 @@ def test_read_error_mid_stream_names_the_file(model, tmp_path, monkeypatch):
         embed_source(model, long)
 
 
-# Encodes a 10-minute file (twice: the allocator reaches its steady state) then a 2-hour one through
-# encode_audio_detailed, streamed or decoded whole ("whole"), and reports the process's peak RSS after
-# loading the model, after the 10-minute file and after the 2-hour file, and the 2-hour vector.
-MEASURE = textwrap.dedent(
+# Both measuring scripts below start with this: VmHWM is the process's own peak (ru_maxrss also keeps the
+# parent's peak across exec, pytest's).
+PEAK_MB = textwrap.dedent(
     """
-    import json, resource, sys
-    from audiovec.testing import fsdd_files, tiny_embedder
+    import resource
 
     def peak_mb():
-        # VmHWM: this process's own peak. ru_maxrss also keeps the parent's peak across exec (pytest's).
         try:
             with open("/proc/self/status") as status:
                 return next(int(l.split()[1]) for l in status if l.startswith("VmHWM:")) / 1024
         except (OSError, StopIteration):
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """
+)
+
+# Encodes a 10-minute file (twice: the allocator reaches its steady state) then a 2-hour one through
+# encode_audio_detailed, streamed or decoded whole ("whole"), and reports the process's peak RSS after
+# loading the model, after the 10-minute file and after the 2-hour file, and the 2-hour vector.
+MEASURE = PEAK_MB + textwrap.dedent(
+    """
+    import json, resource, sys
+    from audiovec.testing import fsdd_files, tiny_embedder
+
 
     ten_minutes, two_hours, mode, batch_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     over = None if mode == "whole" else 60.0
@@ -207,19 +215,13 @@ def test_two_hours_stream_in_bounded_memory(tmp_path: Path) -> None:
 # 2-hour one with AudioIndex.add, and reports the peak RSS after loading the model and LanceDB (a first small
 # index), after the 10-minute file and after the 2-hour file, the 2-hour file's rows pooled by duration, and
 # (after the peak is taken) encode_audio_stream's vector of the same file.
-MEASURE_INDEX = textwrap.dedent(
+MEASURE_INDEX = PEAK_MB + textwrap.dedent(
     """
     import json, resource, sys
     import numpy as np
     from audiovec.index import AudioIndex, pool_windows
     from audiovec.testing import fsdd_files, tiny_embedder
 
-    def peak_mb():
-        try:
-            with open("/proc/self/status") as status:
-                return next(int(l.split()[1]) for l in status if l.startswith("VmHWM:")) / 1024
-        except (OSError, StopIteration):
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     ten_minutes, two_hours, root, batch_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     model = tiny_embedder()
