@@ -263,3 +263,32 @@ def test_playlist_bytes_never_pull_in_another_file(payload: bytes, fsdd_dir: Pat
     target = str(fsdd_files()[0]).encode()
     with pytest.raises(AudioDecodeError):
         load_audio(payload.replace(b"{target}", target))
+
+
+def _decode_in_worker(path: str) -> np.ndarray:
+    return load_audio(path)
+
+
+def test_decode_errors_cross_process_boundaries(corpus: list[BadInput]) -> None:
+    """A decode error raised in a worker process (a decoder pool, DataLoader workers) arrives as the same
+    AudioDecodeError, naming the file; sources that cannot travel go as their description."""
+    import io
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    bad = next(c for c in corpus if c.expect == "error" and c.path.exists())
+    with ProcessPoolExecutor(max_workers=1) as pool, pytest.raises(AudioDecodeError) as caught:
+        pool.submit(_decode_in_worker, str(bad.path)).result()
+    with pytest.raises(AudioDecodeError) as local:
+        load_audio(bad.path)
+    assert str(caught.value) == str(local.value) and caught.value.reason == local.value.reason
+    assert str(bad.path) in str(caught.value)
+
+    stream = io.BytesIO(b"not audio at all")
+    try:
+        load_audio(stream)
+    except AudioDecodeError as exc:
+        copy = pickle.loads(pickle.dumps(exc))
+        assert type(copy) is AudioDecodeError and str(copy) == str(exc) and copy.reason == exc.reason
+    else:
+        pytest.fail("garbage bytes decoded")

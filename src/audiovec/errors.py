@@ -15,6 +15,14 @@ class AudioDecodeError(AudiovecError):
         self.reason = reason
         super().__init__(f"{describe_source(source)}: {reason}")
 
+    def __reduce__(self) -> tuple[type, tuple[object, str]]:
+        """Picklable (worker processes, DataLoader workers): a path travels as is, any other source (a
+        file object, an array, bytes) as its description."""
+        import os
+
+        source = self.source if isinstance(self.source, (str, os.PathLike)) else describe_source(self.source)
+        return type(self), (source, self.reason)
+
 
 class ConfigError(AudiovecError):
     """A configuration (model, recipe, route file) is missing, malformed or inconsistent."""
