@@ -17,9 +17,10 @@ from typing import Any
 import torch
 
 from audiovec.errors import CheckpointError
-from audiovec.serialization import atomic_directory
+from audiovec.serialization import atomic_directory, remove_stale_temporaries
 
 PATTERN = re.compile(r"^checkpoint-(\d{8})$")
+TEMPORARY = re.compile(r"^\.tmp-(checkpoint-\d{8})-")  # a checkpoint write in progress, or a killed one
 WEIGHTS, STATE, RNG, META = "trainable.safetensors", "optim.pt", "rng.pt", "trainer_state.json"
 
 
@@ -46,7 +47,8 @@ def save_checkpoint(
     meta: dict[str, Any],
     keep_last: int,
 ) -> Path:
-    """Write ``out_dir/checkpoint-<step>`` in one rename, then delete all but the newest ``keep_last``."""
+    """Write ``out_dir/checkpoint-<step>`` in one rename, then delete all but the newest ``keep_last`` and
+    the half-written checkpoints of killed runs (:func:`remove_killed_writes`)."""
     from safetensors.torch import save_file
 
     target = Path(out_dir) / f"checkpoint-{step:08d}"
@@ -57,7 +59,20 @@ def save_checkpoint(
         (tmp / META).write_text(json.dumps({**meta, "step": step}, indent=2))
     for old in list_checkpoints(out_dir)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
+    remove_killed_writes(out_dir)
     return target
+
+
+def remove_killed_writes(out_dir: str | os.PathLike) -> list[Path]:
+    """Delete the temporary folders of checkpoint writes whose process is gone (a run killed mid-save
+    leaves ``.tmp-checkpoint-<step>-…``; the resumed run saves other steps, so the per-target cleanup of
+    :func:`~audiovec.serialization.atomic_directory` would never see it). Live writers are left alone."""
+    root = Path(out_dir)
+    try:
+        names = {m.group(1) for p in root.iterdir() if (m := TEMPORARY.match(p.name))}
+    except OSError:
+        return []
+    return [removed for name in sorted(names) for removed in remove_stale_temporaries(root / name)]
 
 
 def list_checkpoints(out_dir: str | os.PathLike) -> list[Path]:
