@@ -95,6 +95,17 @@ def test_pipeline(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_options(tmp_path: Path) -> None:
+    data = run("bench_options.py", tmp_path, "--clips", "4")
+    (model,) = data["models"]
+    assert model["applied"]["channels_last_convs"] >= 1 and model["applied"]["compiled_modules"] >= 2
+    assert all(_positive(p["median_s"]) for p in model["paths"].values())
+    # threads, memory layout and compilation change how, never what, is computed
+    assert all(diff <= 1e-5 for diff in model["max_abs_diff_vs_baseline"].values())
+    assert set(model["lead_over_naive"]) == {"1 thread", "2 threads"}
+
+
+@pytest.mark.slow
 def test_train_step(tmp_path: Path) -> None:
     data = run("bench_train_step.py", tmp_path, "--batches", "4", "--chunk", "2")
     rows = data["models"][0]["rows"]

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import audiovec.audio as audio_module
 import audiovec.index as index_module
-import audiovec.model as model_module
 from audiovec.audio import SAMPLE_RATE, load_audio
 from audiovec.cli import main
 from audiovec.index import (
@@ -341,7 +341,7 @@ def test_min_seconds_rows_and_search_equal_encode_audio(padded_model, clips, lon
 def test_indexing_streams_windows_batch_by_batch(model, long_file, tmp_path, monkeypatch):
     """Windows are embedded batch_size at a time as iter_windows yields them (never the whole file's list),
     with the same rows as embedding the whole file's windows at once."""
-    real_windows, real_embed = model_module.iter_windows, index_module.embed_windows
+    real_windows, real_embed = index_module.iter_windows, index_module.embed_windows
     events: list[tuple[str, int]] = []
 
     def counting_windows(*args, **kwargs):
@@ -353,7 +353,7 @@ def test_indexing_streams_windows_batch_by_batch(model, long_file, tmp_path, mon
         events.append(("embedded", len(waves)))
         return real_embed(model_, waves, batch_size)
 
-    monkeypatch.setattr(model_module, "iter_windows", counting_windows)
+    monkeypatch.setattr(index_module, "iter_windows", counting_windows)
     monkeypatch.setattr(index_module, "embed_windows", counting_embed)
     index = AudioIndex(tmp_path / "db")
     report = index.add(model, [long_file], window_seconds=1.0, batch_size=3)
@@ -388,17 +388,15 @@ def test_file_failing_mid_stream_leaves_no_rows_and_keeps_its_old_ones(
     with sf.SoundFile(str(long_file), "r+") as handle:  # the file changes: re-indexing is due
         handle.seek(0)
         handle.write(np.zeros(SAMPLE_RATE // 2, dtype=np.float32))
-    real = model_module.iter_windows
+    real = audio_module._stream_blocks
 
-    def flaky(source, *args, **kwargs):
-        windows = real(source, *args, **kwargs)
+    def flaky(source, sample_rate):  # the decoder fails after two seconds of the file
         if str(source) == str(long_file):
-            yield next(windows)
-            yield next(windows)
+            yield np.concatenate(list(real(source, sample_rate)))[: 2 * SAMPLE_RATE]
             raise OSError(5, "Input/output error")
-        yield from windows
+        yield from real(source, sample_rate)
 
-    monkeypatch.setattr(model_module, "iter_windows", flaky)
+    monkeypatch.setattr(audio_module, "_stream_blocks", flaky)
     report = index.add(model, [long_file, *clips[:2]], window_seconds=1.0, batch_size=1)
     assert report.failed == {str(long_file): "failed after 2.0 s: [Errno 5] Input/output error"}
     assert sorted(report.added) == sorted(map(str, clips[:2])) and report.rows_added == 2
@@ -409,7 +407,7 @@ def test_file_failing_mid_stream_leaves_no_rows_and_keeps_its_old_ones(
     assert {r["hash"] for r in kept} != {file_sha256(long_file)}
     assert_consistent(index, {str(long_file), *map(str, clips[:2])})
 
-    monkeypatch.setattr(model_module, "iter_windows", real)
+    monkeypatch.setattr(audio_module, "_stream_blocks", real)
     again = index.add(model, [long_file, *clips[:2]], window_seconds=1.0)
     assert again.replaced == [str(long_file)] and len(again.skipped) == 2
     assert {r["hash"] for r in index.rows(["path", "hash"]).to_pylist() if r["path"] == str(long_file)} == {

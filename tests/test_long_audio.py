@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import audiovec.audio as audio_module
 import audiovec.model as model_module
 from audiovec.audio import SAMPLE_RATE, header_seconds, iter_windows
 from audiovec.errors import AudioDecodeError
@@ -107,15 +108,15 @@ def test_file_failing_mid_stream_is_a_decode_error(model, tmp_path, decoded_whol
 def test_read_error_mid_stream_names_the_file(model, tmp_path, monkeypatch):
     """An I/O error from the decoder after some windows becomes an AudioDecodeError, not a crash."""
     long = write_long_wav(tmp_path / "flaky.wav", 100)
-    real = model_module.iter_windows
+    real = audio_module._stream_blocks
 
-    def flaky(source, *args, **kwargs):
-        windows = real(source, *args, **kwargs)
-        yield next(windows)
-        yield next(windows)
-        raise OSError(5, "Input/output error")
+    def flaky(source, sample_rate):  # the decoder fails after a minute of the file
+        if str(source) == str(long):
+            yield np.concatenate(list(real(source, sample_rate)))[: 60 * SAMPLE_RATE]
+            raise OSError(5, "Input/output error")
+        yield from real(source, sample_rate)
 
-    monkeypatch.setattr(model_module, "iter_windows", flaky)
+    monkeypatch.setattr(audio_module, "_stream_blocks", flaky)
     clip = str(fsdd_files(1)[0])
     result = model.encode_audio_detailed([str(long), clip], stream_over_seconds=60, on_error="skip")
     assert list(result.errors) == [0] and np.isnan(result.vectors[0]).all()

@@ -106,22 +106,30 @@ def iter_windows(
 
     Windows are exactly the :func:`window_spans` of the whole decoded signal, so streaming and
     non-streaming paths agree. Files that libsndfile can seek are decoded block by block and resampled
-    with a streaming resampler; memory then depends on the window length, not the file length.
+    with a streaming resampler; memory then depends on the window length, not the file length. Every
+    failure is an :class:`AudioDecodeError` naming the source, also one mid-stream (an I/O error after
+    some windows: "failed after <seconds of windows already yielded> s: <reason>").
     """
     size = max(1, int(round(window_seconds * SAMPLE_RATE)))
     blocks = _stream_blocks(source, sample_rate)
     pending: list[np.ndarray] = []
     pending_len = 0
     offset = 0
-    for block in blocks:
-        pending.append(block)
-        pending_len += block.shape[0]
-        while pending_len >= size:
-            joined = np.concatenate(pending)
-            window, rest = joined[:size], joined[size:]
-            yield offset / SAMPLE_RATE, (offset + size) / SAMPLE_RATE, window
-            offset += size
-            pending, pending_len = [rest], rest.shape[0]
+    try:
+        for block in blocks:
+            pending.append(block)
+            pending_len += block.shape[0]
+            while pending_len >= size:
+                joined = np.concatenate(pending)
+                window, rest = joined[:size], joined[size:]
+                yield offset / SAMPLE_RATE, (offset + size) / SAMPLE_RATE, window
+                offset += size
+                pending, pending_len = [rest], rest.shape[0]
+    except AudioDecodeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - decoders raise many types
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AudioDecodeError(source, f"failed after {offset / SAMPLE_RATE:.1f} s: {reason[:200]}") from None
     if pending_len:
         tail = np.concatenate(pending)
         yield offset / SAMPLE_RATE, (offset + pending_len) / SAMPLE_RATE, tail

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from audiovec.audio import SAMPLE_RATE
+from audiovec.audio import SAMPLE_RATE, iter_windows
 from audiovec.data.exclude import file_sha256
 from audiovec.discovery import find_audio_files
 from audiovec.errors import AudioDecodeError, AudiovecError, ConfigError
@@ -375,8 +375,6 @@ class AudioIndex:
         kept until its last window, and nothing is written before, so a file failing mid-stream (or a
         kill) leaves no rows behind.
         """
-        from audiovec.model import _stream_windows  # iter_windows, mid-stream failures as AudioDecodeError
-
         spans: list[tuple[int, int]] = []  # sample offsets, as iter_windows counts them
         vectors: list[np.ndarray] = []
         batch: list[np.ndarray] = []
@@ -389,7 +387,7 @@ class AudioIndex:
 
         finite = True
         try:
-            for wave in _stream_windows(key, window_s, None):
+            for *_, wave in iter_windows(key, window_s):
                 offset = spans[-1][1] if spans else 0
                 spans.append((offset, offset + wave.shape[0]))
                 batch.append(wave)

@@ -486,7 +486,7 @@ class AudioTextEmbedder(nn.Module):
         fails, also mid-stream."""
         window_s = float(window_seconds or self.config.window_seconds)
         total = np.zeros(self.embedding_dim, dtype=np.float64)
-        windows = _stream_windows(source, window_s, sample_rate)
+        windows = (w for *_, w in iter_windows(source, window_s, sample_rate if _is_array(source) else None))
         Batch = list[tuple[list[int], "list[np.ndarray] | dict[str, torch.Tensor]"]]
 
         def next_batch() -> Batch:
@@ -727,26 +727,6 @@ def no_init():
 
 def _unit(total: np.ndarray) -> np.ndarray:
     return (total / max(np.linalg.norm(total), 1e-12)).astype(np.float32)
-
-
-def _stream_windows(
-    source: AudioSource, window_seconds: float, sample_rate: int | None
-) -> Iterable[np.ndarray]:
-    """The windows of :func:`iter_windows`; a decoder failing mid-stream with anything but an
-    :class:`AudioDecodeError` (an I/O error, a libsndfile error) is turned into one naming the source."""
-    windows = iter_windows(source, window_seconds, sample_rate if _is_array(source) else None)
-    done = 0.0
-    while True:
-        try:
-            _, done, wave = next(windows)
-        except StopIteration:
-            return
-        except AudioDecodeError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - decoders raise many types
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise AudioDecodeError(source, f"failed after {done:.1f} s: {reason[:200]}") from None
-        yield wave
 
 
 def _is_array(item: Any) -> bool:
