@@ -416,3 +416,20 @@ def restore_permissions(cases: list[BadInput]) -> None:
     for case in cases:
         if case.path.is_file() and not case.path.is_symlink() and not os.access(case.path, os.W_OK):
             case.path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+
+
+def fail_decoding_after(monkeypatch, path: Path, seconds: float) -> None:
+    """Make the streaming decoder (``audiovec.audio._stream_blocks``) raise an I/O error once it has given
+    ``seconds`` of ``path`` (other sources decode normally): a disk or network share failing mid-file."""
+    import audiovec.audio as audio_module
+
+    real = audio_module._stream_blocks
+
+    def failing(source, sample_rate):
+        if str(source) != str(path):
+            yield from real(source, sample_rate)
+            return
+        yield np.concatenate(list(real(source, sample_rate)))[: int(seconds * RATE)]
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(audio_module, "_stream_blocks", failing)

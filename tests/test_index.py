@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import audiovec.audio as audio_module
 import audiovec.index as index_module
 from audiovec.audio import SAMPLE_RATE, load_audio
 from audiovec.cli import main
@@ -33,6 +32,7 @@ from audiovec.index import (
 )
 from audiovec.model import AudioTextEmbedder
 from audiovec.testing import fsdd_files, save_tiny_embedder, tiny_embedder
+from badaudio import fail_decoding_after
 
 
 @pytest.fixture(scope="module")
@@ -388,15 +388,7 @@ def test_file_failing_mid_stream_leaves_no_rows_and_keeps_its_old_ones(
     with sf.SoundFile(str(long_file), "r+") as handle:  # the file changes: re-indexing is due
         handle.seek(0)
         handle.write(np.zeros(SAMPLE_RATE // 2, dtype=np.float32))
-    real = audio_module._stream_blocks
-
-    def flaky(source, sample_rate):  # the decoder fails after two seconds of the file
-        if str(source) == str(long_file):
-            yield np.concatenate(list(real(source, sample_rate)))[: 2 * SAMPLE_RATE]
-            raise OSError(5, "Input/output error")
-        yield from real(source, sample_rate)
-
-    monkeypatch.setattr(audio_module, "_stream_blocks", flaky)
+    fail_decoding_after(monkeypatch, long_file, 2)
     report = index.add(model, [long_file, *clips[:2]], window_seconds=1.0, batch_size=1)
     assert report.failed == {str(long_file): "failed after 2.0 s: [Errno 5] Input/output error"}
     assert sorted(report.added) == sorted(map(str, clips[:2])) and report.rows_added == 2
@@ -407,7 +399,7 @@ def test_file_failing_mid_stream_leaves_no_rows_and_keeps_its_old_ones(
     assert {r["hash"] for r in kept} != {file_sha256(long_file)}
     assert_consistent(index, {str(long_file), *map(str, clips[:2])})
 
-    monkeypatch.setattr(audio_module, "_stream_blocks", real)
+    monkeypatch.undo()  # readable again
     again = index.add(model, [long_file, *clips[:2]], window_seconds=1.0)
     assert again.replaced == [str(long_file)] and len(again.skipped) == 2
     assert {r["hash"] for r in index.rows(["path", "hash"]).to_pylist() if r["path"] == str(long_file)} == {

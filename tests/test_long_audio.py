@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import audiovec.audio as audio_module
 import audiovec.model as model_module
 from audiovec.audio import SAMPLE_RATE, header_seconds, iter_windows
 from audiovec.errors import AudioDecodeError
 from audiovec.index import embed_source, embed_windows, pool_windows
 from audiovec.model import AudioTextEmbedder
 from audiovec.testing import fsdd_files
+from badaudio import fail_decoding_after
 
 FILE_RATE = 8000  # FSDD's own rate: the streaming resampler runs too
 
@@ -108,15 +108,7 @@ def test_file_failing_mid_stream_is_a_decode_error(model, tmp_path, decoded_whol
 def test_read_error_mid_stream_names_the_file(model, tmp_path, monkeypatch):
     """An I/O error from the decoder after some windows becomes an AudioDecodeError, not a crash."""
     long = write_long_wav(tmp_path / "flaky.wav", 100)
-    real = audio_module._stream_blocks
-
-    def flaky(source, sample_rate):  # the decoder fails after a minute of the file
-        if str(source) == str(long):
-            yield np.concatenate(list(real(source, sample_rate)))[: 60 * SAMPLE_RATE]
-            raise OSError(5, "Input/output error")
-        yield from real(source, sample_rate)
-
-    monkeypatch.setattr(audio_module, "_stream_blocks", flaky)
+    fail_decoding_after(monkeypatch, long, 60)
     clip = str(fsdd_files(1)[0])
     result = model.encode_audio_detailed([str(long), clip], stream_over_seconds=60, on_error="skip")
     assert list(result.errors) == [0] and np.isnan(result.vectors[0]).all()
