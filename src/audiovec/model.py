@@ -356,6 +356,7 @@ class AudioTextEmbedder(nn.Module):
         stream_over_seconds: float | None = STREAM_OVER_SECONDS,
         block_seconds: float | None = BLOCK_SECONDS,
         prefetch: bool | None = None,
+        decode_processes: bool = False,
     ) -> EncodeResult:
         """Vectors for every input plus the reasons of the failed ones (see :meth:`encode_audio`).
 
@@ -372,7 +373,10 @@ class AudioTextEmbedder(nn.Module):
         stream). Both paths give the same vector; a file failing mid-stream is reported like any decode
         error. ``prefetch=None`` (default) turns it on for a model on an accelerator and off on the CPU, where
         it measured no faster (0.83–1.08x: decoder threads hold the GIL the model's Python needs) and held a
-        second block (docs/benchmarks.md, section 6).
+        second block (docs/benchmarks.md, section 6). ``decode_processes=True`` decodes file paths in
+        ``decode_workers`` worker processes instead (started with ``forkserver`` where available, else
+        ``spawn``: a script calling this needs the ``if __name__ == "__main__":`` guard), so decoding never
+        holds the model's GIL; other inputs (arrays, bytes, file objects) stay in threads.
         """
         if prefetch is None:
             prefetch = self.device.type != "cpu"
@@ -420,6 +424,13 @@ class AudioTextEmbedder(nn.Module):
             errors[i] = str(exc)
 
         decoder = ThreadPoolExecutor(max_workers=max(1, decode_workers))
+        processes = _decode_process_pool(decode_workers) if decode_processes else None
+
+        def submit_decode(i: int, header: float | None) -> Future:
+            item = inputs[i]
+            if processes is not None and not streams(header) and isinstance(item, (str, os.PathLike)):
+                return processes.submit(_load_or_error, item)
+            return decoder.submit(decode, i, header)
         ahead = ThreadPoolExecutor(max_workers=1) if prefetch and FEATURIZE_AHEAD else None
         next_start = 0
 
@@ -429,7 +440,7 @@ class AudioTextEmbedder(nn.Module):
                 return None
             block, headers = plan(next_start)
             next_start = block.stop
-            return block, [decoder.submit(decode, i, h) for i, h in zip(block, headers)]
+            return block, [submit_decode(i, h) for i, h in zip(block, headers)]
 
         try:
             current = submit_next()
@@ -460,6 +471,8 @@ class AudioTextEmbedder(nn.Module):
                 current = upcoming if prefetch else submit_next()
         finally:  # on an error, queued decodes of the next block are dropped
             decoder.shutdown(wait=True, cancel_futures=True)
+            if processes is not None:
+                processes.shutdown(wait=True, cancel_futures=True)
             if ahead is not None:
                 ahead.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
@@ -727,6 +740,24 @@ def no_init():
 
 def _unit(total: np.ndarray) -> np.ndarray:
     return (total / max(np.linalg.norm(total), 1e-12)).astype(np.float32)
+
+
+def _load_or_error(path: str | os.PathLike) -> np.ndarray | AudioDecodeError:
+    """A decoder process's job: the waveform, or the decode error as a value (it pickles)."""
+    try:
+        return load_audio(path)
+    except AudioDecodeError as exc:
+        return exc
+
+
+def _decode_process_pool(workers: int) -> Any:
+    """Worker processes for decoding: ``forkserver`` (no fork of this threaded process, no re-run of the
+    caller's script per worker) where the platform has it, ``spawn`` elsewhere."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context(method))
 
 
 def _is_array(item: Any) -> bool:
