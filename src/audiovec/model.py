@@ -431,6 +431,7 @@ class AudioTextEmbedder(nn.Module):
             if processes is not None and not streams(header) and isinstance(item, (str, os.PathLike)):
                 return processes.submit(_load_or_error, item)
             return decoder.submit(decode, i, header)
+
         ahead = ThreadPoolExecutor(max_workers=1) if prefetch and FEATURIZE_AHEAD else None
         next_start = 0
 
