@@ -5,8 +5,7 @@ Vorbis in a temporary folder, so decoding (and resampling to 16 kHz) costs somet
 interleaved in one process: the sequential pipeline (``prefetch=False``: decode a block in the decode
 threads, then embed it — the baseline), the overlapped one with only the next block's decoding ahead
 (``prefetch=True`` with ``audiovec.model.FEATURIZE_AHEAD`` off) and the default one that also computes the
-next length batch's log-mel in a helper thread, and that one again with the files decoded in worker
-processes (``decode_processes=True``) instead of threads; plus the two components alone, to read the ratios against:
+next length batch's log-mel in a helper thread; plus the two components alone, to read the ratios against:
 decoding every file serially in the main thread and the model on pre-decoded waveforms (same blocks; the
 ceiling of any overlap is sequential / model only). Every section is bracketed by a probe of how many
 cores the process gets at that moment (overlap can only gain where that is above 1) and the load average.
@@ -61,7 +60,6 @@ FORMATS = {  # name: (soundfile format, subtype)
 STREAM_FORMATS = ("flac", "ogg")  # libsndfile streams these; long MP3 written in chunks decodes with warnings
 CAPACITY_SECONDS = 0.3  # per side of the parallel-capacity probe (quick: 0.1)
 SEQ, OV, OV_FEAT = "sequential (prefetch=False)", "overlap: decode ahead", "overlap: decode + log-mel ahead"
-OV_PROC = "overlap: decode ahead in processes + log-mel ahead"
 STREAM_SEQ = "sequential (prefetch=False, the default)"
 STREAM_OV = "decode ahead (prefetch=True)"
 STREAM_OV_FEAT = "decode + log-mel ahead (prefetch=True + STREAM_FEATURIZE_AHEAD)"
@@ -175,12 +173,10 @@ def timed_paths(
 def bench_format(model: Any, paths: list[str], block: int, batch: int, repeats: int) -> dict[str, Any]:
     from audiovec.audio import load_audio
 
-    def encode(prefetch: bool, processes: bool = False) -> Any:
-        return model.encode_audio_detailed(
-            paths, batch, block_size=block, prefetch=prefetch, decode_processes=processes
-        )
+    def encode(prefetch: bool) -> Any:
+        return model.encode_audio_detailed(paths, batch, block_size=block, prefetch=prefetch)
 
-    seq, ov, ov_proc = encode(False), encode(True), encode(True, processes=True)
+    seq, ov = encode(False), encode(True)
     waves = [load_audio(p) for p in paths]
     audio_s = sum(w.shape[0] for w in waves) / SR
     res = timed_paths(
@@ -188,7 +184,6 @@ def bench_format(model: Any, paths: list[str], block: int, batch: int, repeats: 
             SEQ: lambda: encode(False),
             OV: with_featurize_ahead(False, lambda: encode(True)),
             OV_FEAT: with_featurize_ahead(True, lambda: encode(True)),
-            OV_PROC: with_featurize_ahead(True, lambda: encode(True, processes=True)),
             DECODE: lambda: [load_audio(p) for p in paths],
             MODEL: lambda: model_only(model, waves, block, batch),
         },
@@ -204,10 +199,8 @@ def bench_format(model: Any, paths: list[str], block: int, batch: int, repeats: 
         **res,
         "decode_share_of_sequential": decode_s / seq_s,
         "ceiling_sequential_over_model_only": seq_s / model_s,
-        "max_abs_diff_prefetch_vs_sequential": float(
-            max(np.abs(seq.vectors - ov.vectors).max(), np.abs(seq.vectors - ov_proc.vectors).max())
-        ),
-        "same_errors": seq.errors == ov.errors == ov_proc.errors,
+        "max_abs_diff_prefetch_vs_sequential": float(np.abs(seq.vectors - ov.vectors).max()),
+        "same_errors": seq.errors == ov.errors,
     }
 
 

@@ -99,27 +99,6 @@ def test_prefetch_gives_the_sequential_result_on_a_mix_with_bad_files(model, cli
 
 
 @pytest.mark.parametrize("prefetch", [True, False])
-def test_decoder_processes_give_the_threads_result(model, clips, corpus, long_wav, prefetch):
-    """File paths decoded in worker processes: the same vectors, NaN rows and reasons as in threads (the
-    array, the bytes and the streamed long file stay in this process); on_error='raise' raises the same."""
-    inputs = mixed_inputs(clips, corpus, long_wav)
-    kw = {
-        "on_error": "skip",
-        "batch_size": 3,
-        "block_size": 8,
-        "sample_rate": SAMPLE_RATE,
-        "prefetch": prefetch,
-    }
-    in_processes = model.encode_audio_detailed(inputs, stream_over_seconds=60, decode_processes=True, **kw)
-    in_threads = model.encode_audio_detailed(inputs, stream_over_seconds=60, **kw)
-    assert len(in_processes.errors) >= 12
-    assert_same(in_processes, in_threads)
-    by_kind = {c.kind: str(c.path) for c in corpus}
-    with pytest.raises(AudioDecodeError, match="empty.wav"):
-        model.encode_audio_detailed([*clips[:3], by_kind["zero_byte"]], block_size=2, decode_processes=True)
-
-
-@pytest.mark.parametrize("prefetch", [True, False])
 def test_on_error_raise_raises_the_first_failure_in_input_order(model, clips, corpus, prefetch):
     by_kind = {c.kind: str(c.path) for c in corpus}
     inputs = [*clips[:5], by_kind["zero_byte"], *clips[5:], by_kind["random_bytes_wav"]]

@@ -356,7 +356,6 @@ class AudioTextEmbedder(nn.Module):
         stream_over_seconds: float | None = STREAM_OVER_SECONDS,
         block_seconds: float | None = BLOCK_SECONDS,
         prefetch: bool | None = None,
-        decode_processes: bool = False,
     ) -> EncodeResult:
         """Vectors for every input plus the reasons of the failed ones (see :meth:`encode_audio`).
 
@@ -373,11 +372,7 @@ class AudioTextEmbedder(nn.Module):
         stream). Both paths give the same vector; a file failing mid-stream is reported like any decode
         error. ``prefetch=None`` (default) turns it on for a model on an accelerator and off on the CPU, where
         it measured no faster (0.83–1.08x: decoder threads hold the GIL the model's Python needs) and held a
-        second block (docs/benchmarks.md, section 6). ``decode_processes=True`` decodes file paths in
-        ``decode_workers`` worker processes instead (started on first use and kept for later calls, with
-        ``forkserver`` where available, else ``spawn``: a script calling this needs the
-        ``if __name__ == "__main__":`` guard), so decoding never holds the model's GIL; other inputs (arrays,
-        bytes, file objects) stay in threads.
+        second block (docs/benchmarks.md, section 6).
         """
         if prefetch is None:
             prefetch = self.device.type != "cpu"
@@ -425,17 +420,6 @@ class AudioTextEmbedder(nn.Module):
             errors[i] = str(exc)
 
         decoder = ThreadPoolExecutor(max_workers=max(1, decode_workers))
-        processes = _decode_process_pool(decode_workers) if decode_processes else None
-        process_jobs: list[Future] = []  # this call's jobs not done yet
-
-        def submit_decode(i: int, header: float | None) -> Future:
-            item = inputs[i]
-            if processes is None or streams(header) or not isinstance(item, (str, os.PathLike)):
-                return decoder.submit(decode, i, header)
-            process_jobs[:] = [job for job in process_jobs if not job.done()]
-            process_jobs.append(processes.submit(_load_or_error, item))
-            return process_jobs[-1]
-
         ahead = ThreadPoolExecutor(max_workers=1) if prefetch and FEATURIZE_AHEAD else None
         next_start = 0
 
@@ -445,7 +429,7 @@ class AudioTextEmbedder(nn.Module):
                 return None
             block, headers = plan(next_start)
             next_start = block.stop
-            return block, [submit_decode(i, h) for i, h in zip(block, headers)]
+            return block, [decoder.submit(decode, i, h) for i, h in zip(block, headers)]
 
         try:
             current = submit_next()
@@ -476,8 +460,6 @@ class AudioTextEmbedder(nn.Module):
                 current = upcoming if prefetch else submit_next()
         finally:  # on an error, queued decodes of the next block are dropped
             decoder.shutdown(wait=True, cancel_futures=True)
-            for job in process_jobs:  # the shared worker processes drop this call's queued decodes
-                job.cancel()
             if ahead is not None:
                 ahead.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
@@ -745,33 +727,6 @@ def no_init():
 
 def _unit(total: np.ndarray) -> np.ndarray:
     return (total / max(np.linalg.norm(total), 1e-12)).astype(np.float32)
-
-
-def _load_or_error(path: str | os.PathLike) -> np.ndarray | AudioDecodeError:
-    """A decoder process's job: the waveform, or the decode error as a value (it pickles)."""
-    try:
-        return load_audio(path)
-    except AudioDecodeError as exc:
-        return exc
-
-
-_DECODE_POOLS: dict[int, Any] = {}  # worker count -> ProcessPoolExecutor, shared by calls (started once)
-
-
-def _decode_process_pool(workers: int) -> Any:
-    """Worker processes for decoding, started on first use and reused by later calls (starting them costs
-    about a second): ``forkserver`` (no fork of this threaded process, no re-run of the caller's script per
-    worker) where the platform has it, ``spawn`` elsewhere. A pool whose worker died is replaced."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    workers = max(1, workers)
-    pool = _DECODE_POOLS.get(workers)
-    if pool is None or getattr(pool, "_broken", False):
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
-        _DECODE_POOLS[workers] = pool
-    return pool
 
 
 def _is_array(item: Any) -> bool:
