@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from audiovec.testing import FSDD_DIR, fsdd_files, save_tiny_embedder
+
+# CI (HYPOTHESIS_PROFILE=ci, set by .ci/run) draws the same examples every run, so a submission never fails on a
+# case no earlier run tried; local runs keep exploring at random and print the failing example to add as
+# @example (as test_audio_properties does for what CI once found).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")
