@@ -27,7 +27,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from audiovec.errors import AudioDecodeError
+from audiovec.errors import AudioDecodeError, first_line
 
 SAMPLE_RATE = 16_000
 DEFAULT_WINDOW_SECONDS = 30.0
@@ -128,8 +128,9 @@ def iter_windows(
     except AudioDecodeError:
         raise
     except Exception as exc:  # noqa: BLE001 - decoders raise many types
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AudioDecodeError(source, f"failed after {offset / SAMPLE_RATE:.1f} s: {reason[:200]}") from None
+        raise AudioDecodeError(
+            source, f"failed after {offset / SAMPLE_RATE:.1f} s: {first_line(exc)}"
+        ) from None
     if pending_len:
         tail = np.concatenate(pending)
         yield offset / SAMPLE_RATE, (offset + pending_len) / SAMPLE_RATE, tail
@@ -358,8 +359,7 @@ _QUOTED_PATH = re.compile(r":?\s*'[^']*'")
 
 def _short(exc: BaseException) -> str:
     """One line of a decoder's message, without errno codes or the (already named) file path."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = _ERRNO.sub("", text)
+    text = _ERRNO.sub("", first_line(exc, limit=None))
     text = text.replace("Error opening", "").strip()
     text = _QUOTED_PATH.sub("", text).strip(" :.")
     return (text or type(exc).__name__)[:200]

@@ -40,6 +40,12 @@ class DataError(AudiovecError):
     """A dataset, manifest or on-disk layout is malformed."""
 
 
+def first_line(exc: BaseException, limit: int | None = 200) -> str:
+    """The first line of an exception's message (at most ``limit`` characters; ``None``: all), or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 def describe_source(source: object) -> str:
     """A short, human-readable name for an audio source, used in error messages."""
     if isinstance(source, (str, bytes)) and not isinstance(source, bytes):

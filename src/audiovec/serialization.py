@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from audiovec.errors import CheckpointError, UnsafeCheckpointError
+from audiovec.errors import CheckpointError, UnsafeCheckpointError, first_line
 
 SAFE_WEIGHTS = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
@@ -187,13 +187,8 @@ def load_state_dict(folder: str | os.PathLike, allow_pickle: bool = False) -> di
             try:
                 state.update(torch.load(file, map_location="cpu", weights_only=True))
             except Exception as exc:  # noqa: BLE001 - weights_only refuses anything but tensors
-                raise CheckpointError(f"{file}: not a plain tensor checkpoint ({_first_line(exc)})") from None
+                raise CheckpointError(f"{file}: not a plain tensor checkpoint ({first_line(exc)})") from None
     return state
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def weight_files(folder: Path, allow_pickle: bool = False) -> list[Path]:
