@@ -23,7 +23,7 @@ CLI = "import sys; from audiovec.cli import main; sys.exit(main())"
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory, fsdd_dir: Path) -> list[BadInput]:
-    recordings = fsdd_files()[::300][:3]
+    recordings = fsdd_files()[::60][:3]
     cases = make_corpus(tmp_path_factory.mktemp("bad") / "corpus", recordings)
     yield cases
     restore_permissions(cases)
@@ -138,7 +138,7 @@ def test_format_variant_vectors_match_the_clean_vector(model, corpus: list[BadIn
     files, result = encoded
     index = {str(p): i for i, p in enumerate(files)}
     clean = result.vectors[index[str(corpus[0].path.parent / CLEAN_NAME)]]
-    others = model.encode_audio(fsdd_files()[7::97][:16])
+    others = model.encode_audio(fsdd_files()[7::19][:16])
     spread = float(np.linalg.norm(others - clean, axis=1).min())
     assert spread > 1e-3
     for case in corpus:

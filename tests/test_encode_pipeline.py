@@ -30,7 +30,7 @@ def model() -> AudioTextEmbedder:
 def clips(tmp_path_factory: pytest.TempPathFactory, fsdd_dir: Path) -> list[str]:
     """Real FSDD recordings as WAV, and the same recordings re-encoded as FLAC and OGG Vorbis."""
     root = tmp_path_factory.mktemp("clips")
-    wavs = [str(p) for p in fsdd_files()[::250][:6]]
+    wavs = [str(p) for p in fsdd_files()[::50][:6]]
     out = list(wavs)
     for fmt, ext, subtype in (("FLAC", "flac", None), ("OGG", "ogg", "VORBIS")):
         for wav in wavs[:3]:
@@ -44,7 +44,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory, fsdd_dir: Path) -> list[str]
 @pytest.fixture(scope="module")
 def long_wav(tmp_path_factory: pytest.TempPathFactory, fsdd_dir: Path) -> str:
     """~95 s of real speech at 8 kHz: four 30 s windows, streamed when stream_over_seconds is below it."""
-    clip = np.concatenate([sf.read(str(f), dtype="float32")[0] for f in fsdd_files()[::200][:15]])
+    clip = np.concatenate([sf.read(str(f), dtype="float32")[0] for f in fsdd_files()[::40][:15]])
     path = tmp_path_factory.mktemp("long") / "long.wav"
     sf.write(str(path), np.resize(clip, 95 * 8000), 8000, subtype="PCM_16")
     return str(path)
@@ -52,7 +52,7 @@ def long_wav(tmp_path_factory: pytest.TempPathFactory, fsdd_dir: Path) -> str:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory, fsdd_dir: Path) -> list[BadInput]:
-    cases = make_corpus(tmp_path_factory.mktemp("bad") / "corpus", fsdd_files()[::300][:3])
+    cases = make_corpus(tmp_path_factory.mktemp("bad") / "corpus", fsdd_files()[::60][:3])
     yield cases
     restore_permissions(cases)
 

@@ -34,7 +34,7 @@ def captions_of(path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def clips():
-    return fsdd_files()[::250]  # 12 clips, several digits and speakers
+    return fsdd_files()[::50]  # 12 clips, several digits and speakers
 
 
 @pytest.fixture(scope="module")

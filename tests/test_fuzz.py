@@ -26,7 +26,7 @@ def seed_folder(root: Path) -> Path:
     subprocess.run(
         [sys.executable, str(TARGET), "--write-seeds", str(seeds)], check=True, capture_output=True
     )
-    cases = make_corpus(root / "corpus", fsdd_files()[::300][:3])
+    cases = make_corpus(root / "corpus", fsdd_files()[::60][:3])
     try:
         for case in cases:
             path = case.path

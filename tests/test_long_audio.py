@@ -26,7 +26,7 @@ FILE_RATE = 8000  # FSDD's own rate: the streaming resampler runs too
 
 def write_long_wav(path: Path, seconds: float, rate: int = FILE_RATE, subtype: str = "PCM_16") -> Path:
     """Real speech (FSDD digits) tiled with quiet noise, written block by block (never whole in memory)."""
-    clip = np.concatenate([sf.read(str(f), dtype="float32")[0] for f in fsdd_files()[::150][:20]])
+    clip = np.concatenate([sf.read(str(f), dtype="float32")[0] for f in fsdd_files()[::30][:20]])
     rng = np.random.default_rng(0)
     total, block = int(seconds * rate), rate * 60
     with sf.SoundFile(str(path), "w", rate, 1, subtype=subtype) as out:

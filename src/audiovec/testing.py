@@ -336,9 +336,10 @@ def save_tiny_embedder(path: str | os.PathLike, **kwargs: Any) -> Path:
 
 
 def _fsdd_dir() -> Path:
-    from audiovec.data.synth.fsdd import default_dir
+    """The FSDD subset that ships in the repository (the same files wherever the suite runs)."""
+    from audiovec.data.synth.fsdd import BUNDLED_DIR
 
-    return default_dir() or Path("shared/data/fsdd/recordings")  # missing: fixtures say where to put it
+    return BUNDLED_DIR
 
 
 FSDD_DIR: Path = _fsdd_dir()

@@ -29,19 +29,22 @@ TEST_TAKES = range(0, 5)
 LICENCE = "CC BY-SA 4.0 — Free Spoken Digit Dataset (Jakobovski/free-spoken-digit-dataset)"
 
 
+BUNDLED_DIR = Path(__file__).resolve().parents[4] / "data" / "fsdd" / "recordings"
+
+
 def default_dir() -> Path | None:
-    """``$AUDIOVEC_FSDD``; else ``shared/data/fsdd/recordings`` beside the checkout (or beside the current
-    folder or one of its parents), the layout of this project's workspace and CI; else None."""
+    """Where FSDD recordings are: ``$AUDIOVEC_FSDD``; else the full dataset in ``shared/data/fsdd/recordings``
+    beside the checkout when there is one (this project's workspace; it only adds takes); else the 600-file
+    subset that ships in the repository (``data/fsdd/recordings``); else None (an installed wheel)."""
     env = os.environ.get("AUDIOVEC_FSDD")
     if env:
         return Path(env)
-    starts = [Path(__file__).resolve(), Path.cwd().resolve()]
-    for start in starts:
+    for start in (Path(__file__).resolve(), Path.cwd().resolve()):
         for parent in [start, *start.parents]:
             candidate = parent.parent / "shared" / "data" / "fsdd" / "recordings"
             if candidate.is_dir():
                 return candidate
-    return None
+    return BUNDLED_DIR if BUNDLED_DIR.is_dir() else None
 
 
 def index(folder: str | os.PathLike) -> dict[tuple[str, int], list[Path]]:
