@@ -12,6 +12,7 @@ import logging
 import sys
 
 from audiovec.errors import AudiovecError
+from audiovec.extras import missing_extra
 
 # module name -> registered lazily so `audiovec --help` stays fast and one broken extra
 # (say, lancedb missing) does not break the other commands.
@@ -65,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except AudiovecError as exc:
         print(f"audiovec {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:
+        error = missing_extra(exc, f"audiovec {args.command}")
+        if error is None:
+            raise
+        print(f"audiovec {args.command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

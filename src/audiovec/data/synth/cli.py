@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
+DEFAULT_N = 600  # = audiovec.data.synth.corpus.DEFAULT_N (not imported: --help must not need the demo extra)
+
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``synth`` sub-command to the ``audiovec data`` group."""
-    from audiovec.data.synth.corpus import DEFAULT_N
-
     parser = subparsers.add_parser(
         "synth",
         help="build a small real audio-text corpus offline (speech, instruments, events, FSDD, scenes)",
