@@ -98,13 +98,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--require-negative", action="store_true", help="(--mode nli) keep only rows with a negative"
         )
 
-    try:
-        from audiovec.data.synth.cli import register as register_synth
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("audiovec.data.synth"):
-            raise
-    else:
-        register_synth(sub)
+    from audiovec.corpus.cli import register as register_sounds
+    from audiovec.data.synth.cli import register as register_synth
+
+    register_sounds(sub)
+    register_synth(sub)
 
 
 def _prepare(args: argparse.Namespace) -> int:

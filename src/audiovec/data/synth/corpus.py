@@ -191,18 +191,20 @@ def build_corpus(
     debian: bool = False,
     progress: bool = True,
     debian_cache: str | os.PathLike | None = None,
+    use_fsdd: bool = True,
 ) -> dict:
     """Build (or reuse) the corpus in ``out_dir``; returns manifest paths and counts.
 
     ``n`` synthetic/FSDD clips are split about 80/20 into train/test; ``--debian`` adds the allow-listed
-    Debian packages' sounds on top. The same arguments always give the same bytes.
+    Debian packages' sounds on top; ``use_fsdd=False`` leaves the FSDD recordings out (the real-sound
+    corpus adds them itself, split by speaker). The same arguments always give the same bytes.
     """
     if n < 1:
         raise DataError(f"corpus size n must be >= 1, got {n}")
     out_dir = Path(out_dir)
     folder = Path(fsdd_dir) if fsdd_dir is not None else fsdd.default_dir()
-    fsdd_files = fsdd.index(folder) if folder is not None else None
-    if fsdd_files is None:
+    fsdd_files = fsdd.index(folder) if folder is not None and use_fsdd else None
+    if fsdd_files is None and use_fsdd:
         log.warning("FSDD recordings not found (set AUDIOVEC_FSDD); building the corpus without them")
     config = {
         "version": CORPUS_VERSION,

@@ -1,0 +1,1 @@
+"""The offline real-audio training corpus: curated Debian sound packages, FSDD and synthesis."""
