@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from audiovec import __version__
+from audiovec.adapters import AudioAdapter
 from audiovec.audio import (
     DEFAULT_WINDOW_SECONDS,
     SAMPLE_RATE,
@@ -105,6 +106,7 @@ class EmbedderConfig:
     window_seconds: float = DEFAULT_WINDOW_SECONDS
     min_seconds: float = 0.0
     text_max_length: int = 512
+    audio_adapter: dict[str, Any] | None = None  # {r, alpha, targets}: backbone LoRA used by audio only
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -123,6 +125,7 @@ class EmbedderConfig:
                 "min_seconds": self.min_seconds,
             },
             "text": {"max_length": self.text_max_length},
+            **({"audio_adapter": self.audio_adapter} if self.audio_adapter else {}),
             "extra": self.extra,
         }
 
@@ -140,6 +143,7 @@ class EmbedderConfig:
                 window_seconds=float(data.get("features", {}).get("window_seconds", DEFAULT_WINDOW_SECONDS)),
                 min_seconds=float(data.get("features", {}).get("min_seconds", 0.0)),
                 text_max_length=int(data.get("text", {}).get("max_length", 512)),
+                audio_adapter=data.get("audio_adapter"),
                 extra=data.get("extra", {}),
             )
         except KeyError as exc:
@@ -197,9 +201,22 @@ class AudioTextEmbedder(nn.Module):
         hidden = int(backbone.config.hidden_size)
         self.projector = Projector(tower.output_dim, hidden, config.projector_downsample)
         self.backbone = backbone
+        self.audio_adapter: AudioAdapter | None = None
+        if config.audio_adapter:
+            self.audio_adapter = AudioAdapter(backbone, **config.audio_adapter)
         self.tokenizer = tokenizer
         self.feature_extractor = LogMelExtractor(tower.n_mels, min_seconds=config.min_seconds)
         self._check_positions()
+
+    def add_audio_adapter(
+        self, r: int = 8, alpha: float = 16.0, targets: str | list[str] = "all-linear"
+    ) -> AudioAdapter:
+        """Give the backbone audio-only LoRA adapters (see :mod:`audiovec.adapters`); text is unaffected."""
+        if self.audio_adapter is not None:
+            raise ConfigError("this model already has an audio adapter")
+        self.audio_adapter = AudioAdapter(self.backbone, r, alpha, targets).to(self.device)
+        self.config.audio_adapter = self.audio_adapter.to_config()
+        return self.audio_adapter
 
     # ------------------------------------------------------------------------------ construction
     @classmethod
@@ -288,7 +305,10 @@ class AudioTextEmbedder(nn.Module):
             keep = self.tower.output_lengths(content_lengths.to(mask.device)).clamp(min=1)
             mask = mask & (torch.arange(mask.shape[1], device=mask.device)[None, :] < keep[:, None])
         embeds, mask = self.projector(tokens, mask)
-        return self._pool_backbone(embeds, mask)
+        if self.audio_adapter is None:
+            return self._pool_backbone(embeds, mask)
+        with self.audio_adapter.active():
+            return self._pool_backbone(embeds, mask)
 
     def forward_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         embeds = self.backbone.get_input_embeddings()(input_ids)

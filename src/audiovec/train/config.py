@@ -13,7 +13,7 @@ import yaml
 
 from audiovec.errors import ConfigError
 
-TRAINABLE = ("full", "lora", "projector", "frozen_tower")
+TRAINABLE = ("full", "lora", "projector", "frozen_tower", "audio_adapter")
 MODES = ("audio", "text")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -49,10 +49,20 @@ class LoraSpec:
 
 
 @dataclass
+class AudioAdapterSpec:
+    """Backbone LoRA used only by audio (``trainable: audio_adapter``): text keeps the pretrained weights."""
+
+    r: int = 8
+    alpha: float = 16.0
+    targets: Any = "all-linear"
+
+
+@dataclass
 class TrainSpec:
     mode: str = "audio"  # audio: audio–caption pairs; text: text pairs (modality transfer)
     trainable: str = "full"
     lora: LoraSpec = field(default_factory=LoraSpec)
+    audio_adapter: AudioAdapterSpec = field(default_factory=AudioAdapterSpec)
     steps: int = 1000
     max_minutes: float = 0.0  # wall-clock budget; stop early (and save) once spent; 0 = none
     batch_size: int = 64  # global batch (all processes together)
@@ -120,6 +130,10 @@ class Recipe:
             raise ConfigError("data.train: list at least one manifest for mode 'audio'")
         if t.mode == "text" and not self.data.text_pairs:
             raise ConfigError("data.text_pairs: list at least one text-pair JSONL for mode 'text'")
+        if t.mode == "text" and t.trainable in ("audio_adapter", "projector"):
+            raise ConfigError(
+                f"train.trainable {t.trainable!r} trains only the audio path: text pairs teach it nothing"
+            )
         if t.mode == "text" and t.trainable == "lora" and "tower" in t.lora.targets:
             raise ConfigError(
                 "train.lora.targets: the audio tower cannot learn from text pairs; target the backbone"

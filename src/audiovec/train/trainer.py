@@ -83,10 +83,6 @@ def configure_trainable(model: nn.Module, spec: TrainSpec) -> None:
     """Set ``requires_grad`` by ``spec.trainable``; wrap LoRA targets with peft adapters."""
     model.requires_grad_(False)
     audio = spec.mode == "audio"
-    if spec.trainable == "projector" and not audio:
-        raise ConfigError(
-            "train.trainable 'projector' does nothing in text mode (text never passes the projector)"
-        )
     if spec.gradient_checkpointing:
         _enable_checkpointing(model.backbone)
         if audio and (spec.trainable == "full" or "tower" in spec.lora.targets):
@@ -97,6 +93,13 @@ def configure_trainable(model: nn.Module, spec: TrainSpec) -> None:
         model.backbone.requires_grad_(True)
         model.projector.requires_grad_(audio)
     elif spec.trainable == "projector":
+        model.projector.requires_grad_(True)
+    elif spec.trainable == "audio_adapter":  # text keeps the pretrained backbone; audio learns to use it
+        adapter = model.audio_adapter
+        if adapter is None:
+            a = spec.audio_adapter
+            adapter = model.add_audio_adapter(a.r, a.alpha, a.targets)
+        adapter.requires_grad_(True)
         model.projector.requires_grad_(True)
     elif spec.trainable == "lora":
         from peft import LoraConfig, get_peft_model
@@ -186,6 +189,8 @@ def module_of(name: str) -> str:
     module they wrap), ``other`` for anything else (plain ``lr``)."""
     if "projector." in name or "logit_scale" in name:
         return "new"
+    if name.startswith("audio_adapter."):  # backbone LoRA used by audio only
+        return "backbone"
     if name.startswith("tower."):
         return "tower"
     if name.startswith("backbone."):
