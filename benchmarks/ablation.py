@@ -158,7 +158,7 @@ def build_qwen_scratch(pretrained: Path, folder: Path, seed: int) -> Path:
     """The pretrained MiniLM backbone + a randomly initialised Qwen2.5-Omni audio tower + a new projector."""
     import torch
 
-    from audiovec.compose import _init_projector  # the projector init `audiovec compose` uses
+    from audiovec.compose import init_projector  # the projector init `audiovec compose` uses
     from audiovec.model import AudioTextEmbedder
     from audiovec.towers import build_tower
 
@@ -172,7 +172,7 @@ def build_qwen_scratch(pretrained: Path, folder: Path, seed: int) -> Path:
         tower, base.backbone, base.tokenizer, projector_downsample=QWEN_DOWNSAMPLE,
         window_seconds=base.config.window_seconds, min_seconds=base.config.min_seconds,
     )  # fmt: skip
-    _init_projector(model.projector.linear, seed)
+    init_projector(model.projector, seed)
     model.save_pretrained(folder)
     return folder
 

@@ -8,6 +8,7 @@ import torch
 from transformers import WhisperFeatureExtractor
 
 from audiovec.audio import load_audio
+from audiovec.errors import ConfigError
 from audiovec.features import LogMelExtractor
 from audiovec.testing import QWEN2_TINY, QWEN3_OMNI_AUDIO_TINY, QWEN25_OMNI_AUDIO_TINY, tiny_tower
 from audiovec.towers import wrap_encoder
@@ -115,6 +116,22 @@ def test_whisper_tower_equals_stock_forward_on_full_window():
         stock = tower.encoder(features).last_hidden_state
     assert mask.all()
     torch.testing.assert_close(ours, stock, rtol=0, atol=1e-5)
+
+
+def test_whisper_layer_mean_equals_the_stock_hidden_states():
+    """layers="mean": every layer's output through the final layer norm, averaged (stock hidden_states hold
+    the embeddings first and the last layer already normed)."""
+    tower = tiny_tower("whisper")
+    tower.set_layers("mean")
+    features = torch.randn(1, 80, 3000)
+    with torch.no_grad():
+        ours, _ = tower(features, torch.tensor([3000]))
+        states = tower.encoder(features, output_hidden_states=True).hidden_states
+        norm = tower.encoder.layer_norm
+        expected = torch.stack([norm(h) for h in states[1:-1]] + [states[-1]]).mean(0)
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
+    with pytest.raises(ConfigError, match="supports layers"):
+        tiny_tower("qwen3_omni").set_layers("mean")
 
 
 def test_token_cache_reuses_tokens_and_matches_direct_encoding(fsdd_clips):

@@ -73,6 +73,9 @@ def compose(
     dry_run: bool = False,
     pooling: str = "mean",
     projector_downsample: int = 1,
+    projector_max_tokens: int = 0,
+    projector_layers: int = 1,
+    tower_layers: str = "last",
     window_seconds: float = 30.0,
     min_seconds: float = 0.0,
     seed: int = 0,
@@ -84,7 +87,10 @@ def compose(
     ``dtype`` is ``fp32`` / ``bf16`` / ``fp16``, or ``None`` for the LLM checkpoint's own storage dtype.
     A dry run reads ``config.json`` files only and builds on the meta device.
     """
-    audio_options = {"window_seconds": window_seconds, "min_seconds": min_seconds}
+    audio_options = {
+        "window_seconds": window_seconds, "min_seconds": min_seconds, "projector_max_tokens": projector_max_tokens,
+        "tower_layers": tower_layers, "projector_layers": projector_layers,
+    }  # fmt: skip
     if dtype is not None and dtype not in DTYPES:
         raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if not dry_run and out is None:
@@ -205,9 +211,14 @@ def _describe_component(comp: Component) -> dict[str, Any]:
 
 def _projector_note(model: Any) -> str:
     linear = model.projector.linear
+    mlp = (
+        f", then GELU + Linear({linear.out_features}, {linear.out_features}) (seeded)"
+        if model.projector.out is not None
+        else ""
+    )
     if linear.in_features == linear.out_features:
-        return f"new Linear({linear.in_features}, {linear.out_features}), identity init, zero bias"
-    return f"new Linear({linear.in_features}, {linear.out_features}), Xavier-uniform init (seeded), zero bias"
+        return f"new Linear({linear.in_features}, {linear.out_features}), identity init, zero bias{mlp}"
+    return f"new Linear({linear.in_features}, {linear.out_features}), Xavier-uniform init (seeded), zero bias{mlp}"
 
 
 # ---------------------------------------------------------------------------------------------- copying
@@ -316,7 +327,7 @@ def _compose(
     llm_copier.copy(backbone, llm_prefix, rename)
 
     model = _assemble(tower, backbone, tokenizer, pooling, downsample, window)
-    _init_projector(model.projector.linear, seed)
+    init_projector(model.projector, seed)
     model.projector.to(dtype)
     model.eval()
     model.config.extra["composed_from"] = {
@@ -364,16 +375,22 @@ def _copy_ct2(audio: Component, tower: Any, dtype: torch.dtype) -> _Copier:
     return copier
 
 
-def _init_projector(linear: nn.Linear, seed: int) -> None:
+def init_projector(projector: nn.Module, seed: int) -> None:
+    """A new projector's start: its first linear layer is the identity when widths match (the backbone
+    first sees the tower's tokens as they are) and seeded Xavier-uniform otherwise; an MLP's second layer
+    is seeded Xavier-uniform; biases zero. The same seed gives the same projector."""
+    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        if linear.in_features == linear.out_features:
-            linear.weight.copy_(torch.eye(linear.in_features))
-        else:
-            gen = torch.Generator().manual_seed(seed)
-            bound = (6.0 / (linear.in_features + linear.out_features)) ** 0.5
-            weight = torch.rand(linear.weight.shape, generator=gen, dtype=torch.float32) * 2 * bound - bound
-            linear.weight.copy_(weight)
-        linear.bias.zero_()
+        for i, linear in enumerate(m for m in projector.modules() if isinstance(m, nn.Linear)):
+            if i == 0 and linear.in_features == linear.out_features:
+                linear.weight.copy_(torch.eye(linear.in_features))
+            else:
+                bound = (6.0 / (linear.in_features + linear.out_features)) ** 0.5
+                weight = (
+                    torch.rand(linear.weight.shape, generator=gen, dtype=torch.float32) * 2 * bound - bound
+                )
+                linear.weight.copy_(weight)
+            linear.bias.zero_()
 
 
 def _source_report(
@@ -407,7 +424,6 @@ def _report(
     audio_reader: CheckpointReader | None, llm_reader: CheckpointReader, prefixes: tuple[str, str], model: Any,
     counts: dict[str, int], kept: list[int] | None, dtype: torch.dtype,
 ) -> dict[str, Any]:  # fmt: skip
-    linear = model.projector.linear
     return {
         "dtype": str(dtype).removeprefix("torch."),
         "sources": {
@@ -415,10 +431,7 @@ def _report(
             "llm": _source_report(text, llm_copier, llm_reader, prefixes[1])
             | ({"kept_layers": kept} if kept is not None else {}),
         },
-        "new_tensors": {
-            "projector.linear.weight": list(linear.weight.shape),
-            "projector.linear.bias": list(linear.bias.shape),
-        },
+        "new_tensors": {f"projector.{n}": list(p.shape) for n, p in model.projector.named_parameters()},
         "projector": _projector_note(model),
         "tower_output_projection": "kept (part of the source encoder)",
         "parameters": counts,

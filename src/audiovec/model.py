@@ -67,19 +67,47 @@ STREAM_FEATURIZE_AHEAD = False
 
 class Projector(nn.Module):
     """Tower tokens → backbone hidden size. Optionally averages ``downsample`` neighbouring tokens first
-    (masked), which shortens long sequences for backbones with few positions (BERT: 512)."""
+    (masked), which shortens long sequences for backbones with few positions (BERT: 512), and then, with
+    ``max_tokens``, averages a longer clip's tokens into that many equal segments: the backbone's cost is per
+    token, and an embedding needs the gist of a clip more than its frame rate. ``layers=2`` adds a GELU and
+    a second linear layer (an MLP): with a frozen backbone the projector is where audio becomes "words"."""
 
-    def __init__(self, in_dim: int, out_dim: int, downsample: int = 1) -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int, downsample: int = 1, max_tokens: int = 0, layers: int = 1
+    ) -> None:
         super().__init__()
         if downsample < 1:
             raise ConfigError(f"projector downsample must be >= 1, got {downsample}")
+        if max_tokens < 0:
+            raise ConfigError(f"projector max_tokens must be >= 0 (0: no limit), got {max_tokens}")
+        if layers not in (1, 2):
+            raise ConfigError(f"projector layers must be 1 (linear) or 2 (MLP), got {layers}")
         self.downsample = downsample
+        self.max_tokens = max_tokens
         self.linear = nn.Linear(in_dim, out_dim)
+        self.out = nn.Sequential(nn.GELU(), nn.Linear(out_dim, out_dim)) if layers == 2 else None
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.downsample > 1:
             tokens, mask = _masked_avg_pool(tokens, mask, self.downsample)
-        return self.linear(tokens.to(self.linear.weight.dtype)), mask
+        if self.max_tokens and tokens.shape[1] > self.max_tokens:
+            tokens, mask = _segment_means(tokens, mask, self.max_tokens)
+        x = self.linear(tokens.to(self.linear.weight.dtype))
+        return (x if self.out is None else self.out(x)), mask
+
+
+def _segment_means(tokens: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's ``n`` valid tokens → ``min(n, k)`` means of consecutive, near-equal segments (position
+    ``p`` goes to segment ``floor(p * k / n)``); rows with ``n <= k`` keep their tokens."""
+    n = mask.sum(1, keepdim=True).clamp(min=1)
+    pos = torch.arange(tokens.shape[1], device=tokens.device)[None, :]
+    segment = torch.where(n > k, (pos * k) // n, pos).clamp(max=k - 1)
+    weights = nn.functional.one_hot(segment, k).to(tokens.dtype) * mask[..., None].to(
+        tokens.dtype
+    )  # (B, N, k)
+    counts = weights.sum(1)  # (B, k)
+    out = torch.einsum("bnk,bnd->bkd", weights, tokens) / counts.clamp(min=1.0)[..., None]
+    return out, counts > 0
 
 
 def _masked_avg_pool(tokens: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,7 +129,10 @@ class EmbedderConfig:
     tower_kind: str
     tower_config: dict[str, Any]
     backbone_config: dict[str, Any]
+    tower_layers: str = "last"  # last | mean (Whisper): which hidden states make the audio tokens
     projector_downsample: int = 1
+    projector_max_tokens: int = 0  # 0: every (downsampled) token reaches the backbone
+    projector_layers: int = 1  # 1: linear, 2: MLP
     pooling: str = "mean"
     window_seconds: float = DEFAULT_WINDOW_SECONDS
     min_seconds: float = 0.0
@@ -113,8 +144,12 @@ class EmbedderConfig:
         return {
             "architecture": ARCHITECTURE,
             "audiovec_version": __version__,
-            "tower": {"kind": self.tower_kind, "config": self.tower_config},
-            "projector": {"downsample": self.projector_downsample},
+            "tower": {"kind": self.tower_kind, "config": self.tower_config, "layers": self.tower_layers},
+            "projector": {
+                "downsample": self.projector_downsample,
+                "max_tokens": self.projector_max_tokens,
+                "layers": self.projector_layers,
+            },
             "backbone": {"config": self.backbone_config},
             "pooling": self.pooling,
             "normalize": True,
@@ -136,9 +171,12 @@ class EmbedderConfig:
         try:
             return cls(
                 tower_kind=data["tower"]["kind"],
+                tower_layers=data["tower"].get("layers", "last"),
                 tower_config=data["tower"]["config"],
                 backbone_config=data["backbone"]["config"],
                 projector_downsample=int(data.get("projector", {}).get("downsample", 1)),
+                projector_max_tokens=int(data.get("projector", {}).get("max_tokens", 0)),
+                projector_layers=int(data.get("projector", {}).get("layers", 1)),
                 pooling=data.get("pooling", "mean"),
                 window_seconds=float(data.get("features", {}).get("window_seconds", DEFAULT_WINDOW_SECONDS)),
                 min_seconds=float(data.get("features", {}).get("min_seconds", 0.0)),
@@ -197,9 +235,13 @@ class AudioTextEmbedder(nn.Module):
         if config.pooling not in POOLING_MODES:
             raise ConfigError(f"unknown pooling {config.pooling!r}; choose one of {POOLING_MODES}")
         self.config = config
+        tower.set_layers(config.tower_layers)
         self.tower = tower
         hidden = int(backbone.config.hidden_size)
-        self.projector = Projector(tower.output_dim, hidden, config.projector_downsample)
+        self.projector = Projector(
+            tower.output_dim, hidden, config.projector_downsample, config.projector_max_tokens,
+            config.projector_layers,
+        )  # fmt: skip
         self.backbone = backbone
         self.audio_adapter: AudioAdapter | None = None
         if config.audio_adapter:
@@ -228,6 +270,9 @@ class AudioTextEmbedder(nn.Module):
         *,
         pooling: str = "mean",
         projector_downsample: int = 1,
+        projector_max_tokens: int = 0,
+        projector_layers: int = 1,
+        tower_layers: str = "last",
         window_seconds: float = DEFAULT_WINDOW_SECONDS,
         min_seconds: float = 0.0,
         text_max_length: int = 512,
@@ -238,6 +283,9 @@ class AudioTextEmbedder(nn.Module):
             tower_config=_config_dict(tower.config),
             backbone_config=_config_dict(backbone.config),
             projector_downsample=projector_downsample,
+            projector_max_tokens=projector_max_tokens,
+            projector_layers=projector_layers,
+            tower_layers=tower_layers,
             pooling=pooling,
             window_seconds=window_seconds,
             min_seconds=min_seconds,
@@ -260,6 +308,8 @@ class AudioTextEmbedder(nn.Module):
         if not limit:
             return
         tokens = self.tower.tokens_per_second * self.config.window_seconds / self.config.projector_downsample
+        if self.config.projector_max_tokens:
+            tokens = min(tokens, self.config.projector_max_tokens)
         if tokens > limit:
             raise ConfigError(
                 f"a {self.config.window_seconds:g} s window gives ~{tokens:.0f} audio tokens but the backbone has "
