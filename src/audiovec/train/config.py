@@ -34,6 +34,11 @@ class DataSpec:
         default_factory=list
     )  # JSONL {"anchor","positive","negative"?} (mode: text)
     max_seconds: float = 10.0  # training crop length (deterministic per sample and epoch)
+    # "sqrt": every group of rows (the manifest field `balance_by`, e.g. a corpus's package#rule) is drawn
+    # in proportion to the square root of its size, so a big source (1,800 spoken letters) cannot drown a
+    # small one (20 dog barks); "none": every row equally often
+    balance: str = "none"
+    balance_by: str = "group"
     num_workers: int = 0  # DataLoader workers decoding audio
     bucket_size: int = 16  # batches per length bucket window (length-bucketed sampling)
     dev_max_items: int = 256
@@ -118,6 +123,7 @@ class Recipe:
         _choice("train.mode", t.mode, MODES)
         _choice("train.trainable", t.trainable, TRAINABLE)
         _choice("train.precision", t.precision, PRECISIONS)
+        _choice("data.balance", self.data.balance, ("none", "sqrt"))
         if (self.model.path is None) == (self.model.tiny is None):
             raise ConfigError(
                 "model: give exactly one of `path` (a model folder) or `tiny` (a test model spec)"

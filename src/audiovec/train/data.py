@@ -75,13 +75,36 @@ def _entry(recipe: Recipe, entry: Any) -> tuple[Any, float]:
     return str(recipe.resolve(entry)), weight
 
 
-def audio_dataset(recipe: Recipe, entries: list[Any], seed: int) -> ManifestDataset | MixtureDataset:
-    parts = [_entry(recipe, e) for e in entries]
+def audio_dataset(
+    recipe: Recipe, entries: list[Any], seed: int, balance: str = "none", rows: list[dict] | None = None
+) -> ManifestDataset | MixtureDataset:
+    """The training clips of ``entries`` (manifest paths, ``{path, weight}``, ``{fsdd: ...}``; ``rows``: rows
+    given directly, weight 1), plain or balanced by group (``balance="sqrt"``)."""
+    parts = [_entry(recipe, e) for e in entries] + ([(rows, 1.0)] if rows else [])
     kw = {"seed": seed, "max_seconds": recipe.data.max_seconds}
+    if balance == "sqrt":
+        return _balanced(parts, recipe.data.balance_by, kw, seed)
     if len(parts) == 1:
         return ManifestDataset(parts[0][0], **kw)
     datasets = [ManifestDataset(source, **kw) for source, _ in parts]
     return MixtureDataset(datasets, [w for _, w in parts], seed=seed)
+
+
+def _balanced(parts: list[tuple[Any, float]], key: str, kw: dict[str, Any], seed: int) -> MixtureDataset:
+    """One mixture part per group of rows (``row[key]``, else its source, else itself), drawn in proportion
+    to ``entry weight * sqrt(group size)``; an epoch still draws as many samples as there are rows."""
+    from audiovec.data.manifest import read_manifest
+
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for n, (source, _) in enumerate(parts):
+        rows = read_manifest(source) if isinstance(source, str) else source
+        for row in rows:
+            name = str(row.get(key) or row.get("source") or row.get("id") or row["audio"])
+            groups.setdefault((n, name), []).append(row)
+    ordered = sorted(groups)
+    datasets = [ManifestDataset(groups[g], **kw) for g in ordered]
+    weights = [parts[n][1] * float(np.sqrt(len(groups[(n, name)]))) for n, name in ordered]
+    return MixtureDataset(datasets, weights, seed=seed)
 
 
 class TextPairs(Dataset):
@@ -192,7 +215,7 @@ def make_loader(
         collate = functools.partial(collate_pairs, tokenizer=tokenizer, with_negatives=dataset.has_negatives)
     else:
         entries = [d.dev] if dev else d.train
-        dataset = audio_dataset(recipe, entries, t.seed)
+        dataset = audio_dataset(recipe, entries, t.seed, "none" if dev else d.balance)
         if dev:
             dataset.rows = dataset.rows[: d.dev_max_items]
         collate = functools.partial(

@@ -283,13 +283,18 @@ def legacy_param_names(named: list[tuple[str, nn.Parameter]]) -> list[list[str]]
 
 
 class PairEncoder(nn.Module):
-    """What DDP wraps: one chunk of a batch in, its embeddings out (audio + caption, or text pairs)."""
+    """What DDP wraps: one chunk of a batch in, its embeddings out (audio + caption, or text pairs).
+
+    When nothing on the text path trains (``trainable: audio_adapter`` or ``projector``), captions are
+    embedded once, by the backbone in eval mode (the pretrained text vectors, no dropout), and reused."""
 
     def __init__(self, model: nn.Module, mode: str, amp: torch.dtype | None) -> None:
         super().__init__()
         self.model = model
         self.mode = mode
         self.amp = amp
+        frozen_text = not any(p.requires_grad for p in model.backbone.parameters())
+        self.text_cache: dict[bytes, torch.Tensor] | None = {} if frozen_text else None
 
     def forward(self, chunk: dict[str, Any]) -> tuple[torch.Tensor, ...]:
         device = self.model.device
@@ -309,7 +314,27 @@ class PairEncoder(nn.Module):
         mask = part["attention_mask"]
         keep = mask.bool().any(0)  # drop columns that are padding in every row of this chunk
         device = self.model.device
-        return self.model.forward_text(part["input_ids"][:, keep].to(device), mask[:, keep].to(device))
+        ids, mask = part["input_ids"][:, keep], mask[:, keep]
+        if self.text_cache is None:
+            return self.model.forward_text(ids.to(device), mask.to(device))
+        keys = [row[m.bool()].numpy().tobytes() for row, m in zip(ids, mask)]
+        first: dict[bytes, int] = {}
+        for i, key in enumerate(keys):
+            if key not in self.text_cache:
+                first.setdefault(key, i)
+        missing = list(first.values())
+        if missing:
+            backbone = self.model.backbone
+            was_training = backbone.training
+            backbone.eval()
+            try:
+                with torch.no_grad():
+                    vectors = self.model.forward_text(ids[missing].to(device), mask[missing].to(device))
+            finally:
+                backbone.train(was_training)
+            for i, vector in zip(missing, vectors):
+                self.text_cache[keys[i]] = vector.float()
+        return torch.stack([self.text_cache[key] for key in keys])
 
 
 def _chunks(batch: dict[str, Any], chunk_size: int) -> list[dict[str, Any]]:
