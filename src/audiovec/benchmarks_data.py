@@ -100,10 +100,13 @@ def from_manifest(path: str | os.PathLike, name: str | None = None) -> Retrieval
     missing = [row["audio"] for row in rows if not Path(row["audio"]).is_file()]
     if missing:
         raise DataError(f"{path}: {len(missing)} audio file(s) not found, first {missing[0]}")
+    per_clip = {
+        key: [str(row.get(key) or "unknown") for row in rows] for key in ("category", "source", "kind")
+    }
     return from_captioned_clips(
         name or Path(path).stem,
         ((row["id"], row["audio"], row["captions"]) for row in rows),
-        meta={"source": str(path)},
+        meta={"manifest": str(path), **per_clip},
     )
 
 

@@ -23,7 +23,14 @@ import numpy as np
 
 from audiovec.benchmarks_data import AudioRef, RetrievalSet
 from audiovec.errors import DataError
-from audiovec.metrics import DEFAULT_KS, chance_metrics, retrieval_metrics
+from audiovec.metrics import (
+    DEFAULT_KS,
+    chance_metrics,
+    per_query_metrics,
+    relevant_ranks,
+    retrieval_metrics,
+    summarize,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -236,6 +243,40 @@ def score_set(
     }
 
 
+def score_by_group(
+    audio: np.ndarray,
+    text: np.ndarray,
+    data: RetrievalSet,
+    groups: Sequence[str],
+    ks: Sequence[int] = DEFAULT_KS,
+) -> dict[str, Any]:
+    """Metrics per group of clips (a category, a source), both directions, against the WHOLE set: a text
+    query counts for the group of the clips it describes (its first one), a clip for its own group. Also
+    ``macro``: the unweighted mean over groups, so a big group cannot hide a weak one."""
+    if len(groups) != len(data.audio):
+        raise DataError(f"{data.name}: {len(groups)} group names for {len(data.audio)} clips")
+    t2a_rel = data.t2a_relevant()
+    a2t_queries, a2t_rel = data.a2t_relevant()
+    t2a = per_query_metrics(*relevant_ranks(text, audio, t2a_rel), ks)
+    a2t = per_query_metrics(*relevant_ranks(audio[a2t_queries], text, a2t_rel), ks)
+    t2a_group = np.array([groups[rel[0]] for rel in t2a_rel])
+    a2t_group = np.array([groups[a] for a in a2t_queries])
+    out: dict[str, Any] = {}
+    for group in sorted(set(groups)):
+        t_mask, a_mask = t2a_group == group, a2t_group == group
+        out[group] = {
+            "t2a": summarize({k: v[t_mask] for k, v in t2a.items()}) if t_mask.any() else {},
+            "a2t": summarize({k: v[a_mask] for k, v in a2t.items()}) if a_mask.any() else {},
+            "clips": int(sum(g == group for g in groups)),
+            "t2a_queries": int(t_mask.sum()),
+        }
+    macro = {}
+    for direction in ("t2a", "a2t"):
+        values = [g[direction] for g in out.values() if g[direction]]
+        macro[direction] = {k: float(np.mean([v[k] for v in values])) for k in values[0]} if values else {}
+    return {"groups": out, "macro": macro}
+
+
 def evaluate(
     model: Embedder,
     sets: Sequence[RetrievalSet],
@@ -246,8 +287,12 @@ def evaluate(
     audio_batch_size: int = 16,
     text_batch_size: int = 64,
     chunk_size: int | None = None,
+    group_by: str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """``{set name: {"t2a": {metric: value}, "a2t": {...}, "chance": {...}, "sizes": {...}}}``."""
+    """``{set name: {"t2a": {metric: value}, "a2t": {...}, "chance": {...}, "sizes": {...}}}``.
+
+    ``group_by`` names a per-clip field of the sets' ``meta`` (``from_manifest`` keeps ``category``,
+    ``source`` and ``kind``): the result then also holds ``by_<field>`` (see :func:`score_by_group`)."""
     names = [s.name for s in sets]
     if len(set(names)) != len(names):
         raise DataError(f"two evaluation sets share a name: {names}")
@@ -262,6 +307,11 @@ def evaluate(
                 model, data, cache=cache, audio_batch_size=audio_batch_size, text_batch_size=text_batch_size
             )
             result = score_set(audio, text, data, ks, chunk_size)
+            if group_by is not None:
+                groups = data.meta.get(group_by)
+                if groups is None:
+                    raise DataError(f"{data.name}: its clips have no {group_by!r} to group by")
+                result[f"by_{group_by}"] = score_by_group(audio, text, data, groups, ks)
             result["encoded"] = encoded
             result["seconds"] = round(time.perf_counter() - start, 3)
             logger.info(
