@@ -18,7 +18,6 @@ from audiovec.data.synth import build_corpus, events, fsdd, instruments, scenes,
 from audiovec.data.synth.captions import TEMPLATES, holdout, make_captions
 from audiovec.data.synth.common import SAMPLE_RATE
 from audiovec.data.synth.corpus import CAPTIONS_PER_CLIP, plan
-from audiovec.data.synth.debian import describe
 
 N = 40
 SOURCES = {"speech", "instrument", "event", "fsdd", "scene"}
@@ -285,12 +284,6 @@ def test_overlay_keeps_the_background_under_the_speech(engine) -> None:
     energy = np.sqrt(np.mean(frames**2, axis=1))
     assert energy.min() > 0.02 * energy.max()  # rain fills the pauses between words
     assert _band_fraction(wave, 80, 1000) > 0.1 and _band_fraction(wave, 2000, 8000) > 0.1
-
-
-def test_debian_captions_come_from_paths() -> None:
-    assert describe("usr/share/xmoto/Sounds/EndOfLevel.ogg") == "end level"
-    assert describe("usr/share/sounds/Oxygen-Sys-Trash-Emptied.ogg") == "trash emptied"
-    assert describe("a/b/01.wav") is None
 
 
 def test_cli_builds_a_corpus(tmp_path: Path, capsys) -> None:

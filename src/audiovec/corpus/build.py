@@ -36,7 +36,7 @@ from audiovec.errors import DataError
 
 log = logging.getLogger(__name__)
 
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 CAPTIONS_PER_CLIP = 4
 # Held out for the development benchmark: whole packages, FSDD speakers and klettres languages, chosen to
 # cover the categories a user meets (instruments, vehicles, weapons, household, speech in other languages).
@@ -47,24 +47,24 @@ HELDOUT_PACKAGES = (
     "openarena-data",
     "pokerth-data",
 )
-HELDOUT_PER_SPEECH_SOURCE = (
-    40  # held-out clips per klettres language / FSDD speaker: speech must not swamp it
-)
+# at most this many held-out clips per voice (a klettres language, an FSDD speaker, a package's speaker):
+# speech must not swamp the benchmark
+HELDOUT_PER_VOICE = 20
 HELDOUT_FSDD_SPEAKERS = ("george", "yweweler")
-HELDOUT_LANGUAGES = ("Czech", "Dutch", "Russian", "Hungarian")  # klettres-data folders
+HELDOUT_LANGUAGES = (
+    "Czech",
+    "Dutch",
+    "Hungarian",
+)  # klettres-data folders (their eSpeak words stay in training)
 # Corpus sizes: which packages each uses (train + held-out), and how many synthetic clips.
-SMALL_PACKAGES = (
-    "oxygen-sounds",
-    "kapman",
-    "granatier",
-    "yaru-theme-sound",
-    "chromium-bsu-data",
-    "pokerth-data",
-)
+SMALL_PACKAGES = (  # ~90 MB of downloads: a little of every kind, two held-out packages among them
+    "oxygen-sounds", "yaru-theme-sound", "kapman", "granatier", "chromium-bsu-data", "bzflag-data",
+    "openttd-opensfx", "hydrogen-data", "lmms-common", "freedoom", "sonic-pi-samples", "pokerth-data",
+)  # fmt: skip
 SIZES: dict[str, dict[str, Any]] = {
-    "small": {"packages": SMALL_PACKAGES, "synth": 60, "fsdd_per_speaker": 20},
-    "default": {"packages": "all", "synth": 600, "fsdd_per_speaker": 60},
-    "large": {"packages": "all", "synth": 1500, "fsdd_per_speaker": 500},
+    "small": {"packages": SMALL_PACKAGES, "synth": 60, "words": 64, "fsdd_per_speaker": 20},
+    "default": {"packages": "all", "synth": 600, "words": 640, "fsdd_per_speaker": 60},
+    "large": {"packages": "all", "synth": 1500, "words": 1600, "fsdd_per_speaker": 500},
 }
 
 
@@ -76,7 +76,9 @@ class CorpusConfig:
     heldout_packages: list[str] = field(default_factory=lambda: list(HELDOUT_PACKAGES))
     heldout_fsdd_speakers: list[str] = field(default_factory=lambda: list(HELDOUT_FSDD_SPEAKERS))
     heldout_languages: list[str] = field(default_factory=lambda: list(HELDOUT_LANGUAGES))
+    heldout_per_voice: int = HELDOUT_PER_VOICE
     synth: int = 600
+    words: int = 640  # eSpeak NG words in 32 languages (corpus/words.py)
     fsdd: bool = True
     fsdd_per_speaker: int = 100
     version: int = CORPUS_VERSION
@@ -229,6 +231,38 @@ def synth_rows(config: CorpusConfig, out_dir: Path, progress: bool) -> tuple[lis
     return out["train"], out["test"]
 
 
+def word_rows(config: CorpusConfig, out_dir: Path, progress: bool) -> list[dict]:
+    """eSpeak NG words in many languages (training only: synthetic)."""
+    if config.words <= 0:
+        return []
+    import soundfile as sf
+    from tqdm.auto import tqdm
+
+    from audiovec.corpus import words
+    from audiovec.data.synth.speech import ESpeak
+
+    folder = out_dir / "audio" / "words"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    specs = words.plan(config.words, rng_for(config.seed, "words"))
+    with ESpeak() as engine:
+        for i, spec in enumerate(tqdm(specs, desc="words", unit="clip", disable=not progress)):
+            wave = words.render(spec, engine)
+            audio = f"audio/words/{i:05d}.wav"
+            sf.write(out_dir / audio, wave, 16_000, subtype="PCM_16")
+            labelled = words.labelled(spec)
+            captions = train_captions(
+                labelled, rng_for(config.seed, "captions", "words", i), CAPTIONS_PER_CLIP
+            )
+            rows.append({
+                "id": f"words:{i:05d}", "audio": audio, "source": "espeak-words", "labels": list(labelled.labels),
+                "category": "synthetic speech", "kind": "synthetic", "group": f"words#{spec['language']}",
+                "language": spec["language"], "speaker": spec["person"], "says": spec["says"],
+                "duration": round(len(wave) / 16_000, 3), "captions": captions, "split": "train",
+            })  # fmt: skip
+    return rows
+
+
 def build_corpus(
     out_dir: str | os.PathLike,
     size: str = "default",
@@ -261,11 +295,10 @@ def build_corpus(
     for row in fsdd_rows(config, out, Path(fsdd_dir) if fsdd_dir else None):
         split = "heldout" if row["fsdd_speaker"] in config.heldout_fsdd_speakers else "train"
         by_split[split].append({**row, "captions": _fsdd_captions(row, split, seed), "split": split})
-    by_split["heldout"] = [
-        r for r in by_split["heldout"] if r["kind"] == "real"
-    ]  # the benchmark is real only
+    real_heldout = [r for r in by_split["heldout"] if r["kind"] == "real"]  # the benchmark is real only
+    by_split["heldout"] = _cap_voices(real_heldout, config.heldout_per_voice, seed)
     synth_train, synth_test = synth_rows(config, out, progress)
-    by_split["train"] += synth_train
+    by_split["train"] += synth_train + word_rows(config, out, progress)
     manifests = {"train": "train.jsonl", "heldout": "heldout.jsonl", "synthetic_test": "synthetic_test.jsonl"}
     write_manifest(by_split["train"], out / manifests["train"])
     write_manifest(by_split["heldout"], out / manifests["heldout"])
@@ -275,21 +308,22 @@ def build_corpus(
     return _summary(out, meta, reused=False)
 
 
-def _cap_speech_sources(rows: list[dict], seed: int) -> list[dict]:
-    """The benchmark is real only, and each held-out speaker/language gives at most
-    ``HELDOUT_PER_SPEECH_SOURCE`` clips (a fixed, seeded choice), so speech does not swamp the other
-    categories."""
+def _cap_voices(rows: list[dict], per_voice: int, seed: int) -> list[dict]:
+    """Each held-out voice (speaker, or language of klettres-data) gives at most ``per_voice`` clips (a
+    fixed, seeded choice), so speech does not swamp the other categories."""
     by_voice: dict[str, list[dict]] = {}
     out = []
     for row in rows:
         voice = row.get("fsdd_speaker") or (row["language"] if row["source"] == "klettres-data" else None)
+        if voice is None and row.get("category") == "speech":
+            voice = f"{row['source']}:{row.get('speaker')}"
         if voice is None:
             out.append(row)
         else:
             by_voice.setdefault(voice, []).append(row)
     for voice, voice_rows in sorted(by_voice.items()):
         order = rng_for(seed, "heldout-cap", voice).permutation(len(voice_rows))
-        out += [voice_rows[int(i)] for i in sorted(order[:HELDOUT_PER_SPEECH_SOURCE])]
+        out += [voice_rows[int(i)] for i in sorted(order[:per_voice])]
     return out
 
 

@@ -40,6 +40,7 @@ SAYS_HELDOUT = (
     "{who} utters '{words}'{lang}",
 )
 SPEAKING_TRAIN = ("{who} speaking {language}", "{who} talking in {language}", "{language} speech by {who}")
+HELDOUT_CAPTIONS = 3
 SPEAKING_HELDOUT = ("a short utterance in {language} by {who}", "{who} says something in {language}")
 
 
@@ -88,11 +89,16 @@ def train_captions(labelled: Labelled, rng: np.random.Generator, n: int = 4) -> 
     return [_cased(c, rng) for c in chosen]
 
 
-def heldout_captions(labelled: Labelled, rng: np.random.Generator) -> list[str]:
-    """Captions for a held-out clip: the curators' captions and held-out speech frames, never the
-    vocabulary phrases or training frames the training captions are made of."""
-    out = list(labelled.captions)
+def heldout_captions(labelled: Labelled, rng: np.random.Generator, n: int = HELDOUT_CAPTIONS) -> list[str]:
+    """At most ``n`` captions for a held-out clip: the curators' captions and held-out speech frames, never
+    the vocabulary phrases or training frames that training captions are made of. Speech clips get one
+    caption with the words said (when known) and the rest from the curators. Every clip gets about the same
+    number of queries, so no source dominates the benchmark by caption count."""
+    curated = [labelled.captions[int(i)] for i in rng.permutation(len(labelled.captions))]
+    spoken = []
     if vocabulary().category(labelled.labels[0]) == "speech" or labelled.says:
-        out += _speech_captions(labelled, rng, heldout=True)
+        spoken = _speech_captions(labelled, rng, heldout=True)[:1]
+    out = spoken + curated
     seen: set[str] = set()
-    return [c for c in out if not (c.lower() in seen or seen.add(c.lower()))]  # type: ignore[func-returns-value]
+    unique = [c for c in out if not (c.lower() in seen or seen.add(c.lower()))]  # type: ignore[func-returns-value]
+    return unique[:n]

@@ -130,7 +130,7 @@ DRUMS_TEST: list[Template] = [
     lambda a: f"{_article(str(a['tempo']))} {a['style']} performed by a drummer",
 ]
 
-# --- events, FSDD, scenes, Debian ---------------------------------------------------------------------
+# --- events, FSDD, scenes ---------------------------------------------------------------------------
 
 
 def _far(a: Attrs, words: str) -> str:
@@ -187,16 +187,6 @@ SEQUENCE_TEST: list[Template] = [
     lambda a: f"{a['second']} right after {a['first']}",
     lambda a: f"first {a['first']} and afterwards {a['second']}",
 ]
-DEBIAN_TRAIN: list[Template] = [
-    lambda a: f"{a['desc']}",
-    lambda a: f"the sound of {a['desc']}",
-    lambda a: f"{a['desc']} sound effect from a video game",
-]
-DEBIAN_TEST: list[Template] = [
-    lambda a: f"{a['desc']} can be heard",
-    lambda a: f"an audio clip of {a['desc']}",
-]
-
 TEMPLATES: dict[str, tuple[list[Template], list[Template]]] = {
     "speech_en": (SPEECH_EN_TRAIN, SPEECH_EN_TEST),
     "speech_foreign": (SPEECH_FOREIGN_TRAIN, SPEECH_FOREIGN_TEST),
@@ -206,7 +196,6 @@ TEMPLATES: dict[str, tuple[list[Template], list[Template]]] = {
     "fsdd": (FSDD_TRAIN, FSDD_TEST),
     "overlay": (OVERLAY_TRAIN, OVERLAY_TEST),
     "sequence": (SEQUENCE_TRAIN, SEQUENCE_TEST),
-    "debian": (DEBIAN_TRAIN, DEBIAN_TEST),
 }
 
 

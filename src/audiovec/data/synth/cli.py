@@ -23,16 +23,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--fsdd", metavar="DIR", help="FSDD recordings/ folder (default: $AUDIOVEC_FSDD or "
                         "../shared/data/fsdd/recordings next to the repository)")  # fmt: skip
-    parser.add_argument(
-        "--debian",
-        action="store_true",
-        help="also add sounds from allow-listed Debian packages (apt-get download, ~2 GB; Debian/Ubuntu only)",
-    )
-    parser.add_argument(
-        "--debian-cache",
-        metavar="DIR",
-        help="where .deb files are unpacked (default ~/.cache/audiovec/debian)",
-    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -47,9 +37,7 @@ def run(args: argparse.Namespace) -> int:
         n=args.n,
         seed=args.seed,
         fsdd_dir=args.fsdd,
-        debian=args.debian,
         progress=not args.no_progress,
-        debian_cache=args.debian_cache,
     )
     print(json.dumps(result, indent=2))
     return 0

@@ -19,7 +19,7 @@ class Clip:
     """One rendered clip: float32 mono audio at 16 kHz and the facts its captions are written from."""
 
     audio: np.ndarray
-    source: str  # speech | instrument | event | fsdd | scene | debian
+    source: str  # speech | instrument | event | fsdd | scene
     family: str  # caption template family (see captions.py)
     attrs: dict[str, object]
     labels: list[str] = field(default_factory=list)

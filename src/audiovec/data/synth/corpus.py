@@ -51,8 +51,6 @@ LICENCES = {
     "fsdd": "Free Spoken Digit Dataset, Jakobovski/free-spoken-digit-dataset (CC BY-SA 4.0): attribute the "
     "dataset and share derived audio under the same licence.",
     "scene": "Mixtures of the speech, instrument and event clips above; their terms apply.",
-    "debian": "Sounds from Debian packages (see usr/share/doc/<package>/copyright in the cache); credit "
-    "and licence per package.",
 }
 
 
@@ -169,34 +167,18 @@ def _summary(out_dir: Path, meta: dict, reused: bool) -> dict:
     }
 
 
-def _debian_items(seed: int, cache_dir: Path) -> list[tuple[str, str, object]]:
-    from audiovec.data.synth import debian
-
-    sounds = debian.collect(cache_dir)
-    folders = sorted({(s.package, s.folder) for s in sounds})
-    rng = rng_for(seed, "holdout", "debian")
-    test_folders = {f for f, r in zip(folders, rng.random(len(folders)), strict=True) if r < TEST_FRACTION}
-    out = []
-    for i, sound in enumerate(sounds):
-        split = "test" if (sound.package, sound.folder) in test_folders else "train"
-        out.append((f"debian-{split}-{i:05d}", split, sound))
-    return out
-
-
 def build_corpus(
     out_dir: str | os.PathLike,
     n: int = DEFAULT_N,
     seed: int = 0,
     fsdd_dir: str | os.PathLike | None = None,
-    debian: bool = False,
     progress: bool = True,
-    debian_cache: str | os.PathLike | None = None,
     use_fsdd: bool = True,
 ) -> dict:
     """Build (or reuse) the corpus in ``out_dir``; returns manifest paths and counts.
 
-    ``n`` synthetic/FSDD clips are split about 80/20 into train/test; ``--debian`` adds the allow-listed
-    Debian packages' sounds on top; ``use_fsdd=False`` leaves the FSDD recordings out (the real-sound
+    ``n`` synthetic/FSDD clips are split about 80/20 into train/test (real Debian sounds are the
+    real-sound corpus's: ``audiovec data sounds``); ``use_fsdd=False`` leaves the FSDD recordings out (the real-sound
     corpus adds them itself, split by speaker). The same arguments always give the same bytes.
     """
     if n < 1:
@@ -211,7 +193,6 @@ def build_corpus(
         "n": n,
         "seed": seed,
         "fsdd": fsdd_files is not None,
-        "debian": debian,
     }
     meta = _reusable(out_dir, config)
     if meta is not None:
@@ -228,17 +209,6 @@ def build_corpus(
             clip = _render(item, engine)
             _write_wav(audio_dir / f"{item.id}.wav", clip.audio)
             rows[item.split].append(_row(item.id, clip, item.split, seed))
-    if debian:
-        from audiovec.data.synth import debian as deb
-
-        cache = Path(debian_cache) if debian_cache else Path.home() / ".cache" / "audiovec" / "debian"
-        for item_id, split, sound in tqdm(
-            _debian_items(seed, cache), desc="debian sounds", disable=not progress
-        ):
-            clip = deb.render(sound)  # type: ignore[arg-type]
-            if clip is not None:
-                _write_wav(audio_dir / f"{item_id}.wav", clip.audio)
-                rows[split].append(_row(item_id, clip, split, seed))
     _drop_train_wording_from_test(rows)
     _remove_stale(audio_dir, {r["id"] for split in rows.values() for r in split})
     for split, split_rows in rows.items():
