@@ -81,11 +81,13 @@ def compose(
     seed: int = 0,
     allow_pickle: bool = False,
     overwrite: bool = False,
+    save: bool = True,
 ) -> ComposeResult:
     """Build (and unless ``dry_run`` save to ``out``) the model of ``audio_encoder``'s tower + ``llm``.
 
     ``dtype`` is ``fp32`` / ``bf16`` / ``fp16``, or ``None`` for the LLM checkpoint's own storage dtype.
-    A dry run reads ``config.json`` files only and builds on the meta device.
+    A dry run reads ``config.json`` files only and builds on the meta device. ``save=False`` builds the
+    real model in memory only (``result.model``; ``out`` may be None), as loading a built-in model does.
     """
     audio_options = {
         "window_seconds": window_seconds, "min_seconds": min_seconds, "projector_max_tokens": projector_max_tokens,
@@ -93,9 +95,9 @@ def compose(
     }  # fmt: skip
     if dtype is not None and dtype not in DTYPES:
         raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    if not dry_run and out is None:
-        raise ConfigError("compose needs an output folder (out=...) unless dry_run=True")
-    if out is not None and not dry_run and Path(out).exists() and not overwrite:
+    if not dry_run and save and out is None:
+        raise ConfigError("compose needs an output folder (out=...) unless dry_run=True or save=False")
+    if out is not None and not dry_run and save and Path(out).exists() and not overwrite:
         raise CheckpointError(f"{out} already exists; choose a new folder or pass overwrite=True")
     audio = detect_audio(audio_encoder)
     text = detect_llm(llm)
@@ -103,8 +105,8 @@ def compose(
     if dry_run:
         return _dry_run(audio, text, backbone_config, kept, pooling, projector_downsample, audio_options)
     return _compose(
-        audio, text, backbone_config, kept, Path(out), dtype, pooling, projector_downsample, audio_options,
-        seed, allow_pickle, overwrite,
+        audio, text, backbone_config, kept, Path(out) if save else None, dtype, pooling, projector_downsample,
+        audio_options, seed, allow_pickle, overwrite,
     )  # fmt: skip
 
 
@@ -283,7 +285,7 @@ def _load_tokenizer(text: Component) -> Any:
 
 
 def _compose(
-    audio: Component, text: Component, backbone_config: dict[str, Any], kept: list[int] | None, out: Path,
+    audio: Component, text: Component, backbone_config: dict[str, Any], kept: list[int] | None, out: Path | None,
     dtype_name: str | None, pooling: str, downsample: int, window: dict[str, float], seed: int, allow_pickle: bool,
     overwrite: bool,
 ) -> ComposeResult:  # fmt: skip
@@ -339,10 +341,11 @@ def _compose(
     report = _report(
         audio, text, audio_copier, llm_copier, audio_reader, llm_reader, prefixes, model, counts, kept, dtype
     )
-    with atomic_directory(out, overwrite=overwrite) as tmp:
-        model.save_pretrained(tmp)
-        report["tokenizer_files"] = copy_tokenizer_files(text.path, tmp)
-        (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+    if out is not None:
+        with atomic_directory(out, overwrite=overwrite) as tmp:
+            model.save_pretrained(tmp)
+            report["tokenizer_files"] = copy_tokenizer_files(text.path, tmp)
+            (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
     opened = {
         "audio_encoder": list(audio_reader.opened) if audio_reader else [],
         "llm": list(llm_reader.opened),

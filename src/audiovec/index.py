@@ -286,7 +286,7 @@ class AudioIndex:
         new_meta = {
             "format": 1,
             "table": self.table_name,
-            "model_dir": os.path.abspath(model_dir) if model_dir else meta.get("model_dir"),
+            "model_dir": _model_ref(model_dir or model.config.extra.get("builtin")) or meta.get("model_dir"),
             "fingerprint": fingerprint,
             "dim": model.embedding_dim,
             "window_seconds": window_s,
@@ -597,6 +597,15 @@ def _dist_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def _model_ref(model: str | os.PathLike | None) -> str | None:
+    """How an index names its model: a built-in model by name, a folder by its absolute path."""
+    from audiovec.pretrained import is_builtin
+
+    if not model:
+        return None
+    return str(model) if is_builtin(model) else os.path.abspath(model)
 
 
 def load_index_model(index: AudioIndex, model_path: str | os.PathLike | None = None) -> Any:

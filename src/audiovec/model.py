@@ -671,7 +671,13 @@ class AudioTextEmbedder(nn.Module):
         dtype: torch.dtype | str | None = None,
         allow_pickle: bool = False,
     ) -> AudioTextEmbedder:
-        """Load a folder written by :meth:`save_pretrained` (safetensors only unless ``allow_pickle``)."""
+        """Load a folder written by :meth:`save_pretrained` (safetensors only unless ``allow_pickle``), or a
+        built-in model by name (``"audiovec-sounds"``: see :mod:`audiovec.pretrained`)."""
+        from audiovec.pretrained import is_builtin, load_builtin
+
+        if is_builtin(path):
+            model = load_builtin(str(path), device)
+            return model.to(dtype=_dtype(dtype)) if dtype is not None else model
         folder = resolve_model_dir(path)
         config_file = folder / CONFIG_NAME
         if not config_file.is_file():

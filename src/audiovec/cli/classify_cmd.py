@@ -6,11 +6,18 @@ import argparse
 import json
 import sys
 
+from audiovec.cli.models import add_model_option, split_model
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("classify", help="zero-shot classification of audio files")
-    p.add_argument("model", help="model folder")
-    p.add_argument("files", nargs="+", help="audio files")
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="audio files; a leading model folder or built-in name is taken as --model",
+    )
+    add_model_option(p)
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--labels", help="comma-separated labels")
     group.add_argument("--labels-file", help="file with one label per line")
@@ -25,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from audiovec.model import AudioTextEmbedder
 
     labels = parse_labels(args.labels, args.labels_file)
-    model = AudioTextEmbedder.from_pretrained(args.model)
+    name, args.files = split_model(args, args.files)
+    model = AudioTextEmbedder.from_pretrained(name)
     classifier = ZeroShotClassifier(model, labels, args.template or DEFAULT_TEMPLATES)
     result = model.encode_audio_detailed(args.files, on_error="skip")
     ok = [i for i in range(len(args.files)) if i not in result.errors]

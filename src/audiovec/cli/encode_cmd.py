@@ -14,11 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
+from audiovec.cli.models import add_model_option, split_model
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("encode", help="embed audio files into a .npy matrix (+ ids)")
-    p.add_argument("model", help="model folder (audiovec save_pretrained layout)")
-    p.add_argument("inputs", nargs="+", help="audio files or folders (searched recursively)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="audio files or folders (searched recursively); a leading model folder or built-in name is taken as --model",
+    )
+    add_model_option(p)
     p.add_argument("--out", required=True, type=Path, help="output .npy (float32, one row per good file)")
     p.add_argument("--ids", type=Path, help="output ids file (JSON lines; default: OUT with .ids.jsonl)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -34,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from audiovec.discovery import find_audio_files
     from audiovec.model import AudioTextEmbedder
 
-    files = find_audio_files(args.inputs)
+    name, inputs = split_model(args, args.inputs)
+    files = find_audio_files(inputs)
     if not files:
         print("audiovec encode: no audio files found", file=sys.stderr)
         return 1
@@ -42,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and world > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    model = AudioTextEmbedder.from_pretrained(args.model, device=device, dtype=args.dtype)
+    model = AudioTextEmbedder.from_pretrained(name, device=device, dtype=args.dtype)
     mine = list(range(rank, len(files), world))
     result = model.encode_audio_detailed(
         [str(files[i]) for i in mine],

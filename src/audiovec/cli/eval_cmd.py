@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from audiovec.cli.models import DEFAULT_MODEL, HELP
+
 log = logging.getLogger(__name__)
 
 DEFAULT_SHOW = "hit_rate@1,hit_rate@5,hit_rate@10,ndcg@10"
@@ -24,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "hit_rate@k is the seed's cvR@k. Embeddings are cached per model and file."
         ),
     )
-    parser.add_argument("model", help="model folder written by save_pretrained")
+    parser.add_argument("model", nargs="?", default=None, help=HELP)
     parser.add_argument(
         "--manifest", action="append", default=[], metavar="FILE", help="JSONL manifest (repeatable)"
     )
@@ -88,10 +90,12 @@ def run(args: argparse.Namespace) -> int:
     from audiovec import __version__
     from audiovec.evaluate import evaluate, model_fingerprint
     from audiovec.model import AudioTextEmbedder
+    from audiovec.pretrained import is_builtin
     from audiovec.report import results_table
 
     ks = _int_list(args.ks, "--ks")
     sets = collect_sets(args)
+    args.model = args.model or DEFAULT_MODEL
     model = AudioTextEmbedder.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     results = evaluate(
         model,
@@ -103,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
         text_batch_size=4 * args.batch_size,
     )
     run_record = {
-        "model": args.name or Path(args.model).resolve().name,
-        "model_path": str(Path(args.model).resolve()),
+        "model": args.name or (args.model if is_builtin(args.model) else Path(args.model).resolve().name),
+        "model_path": args.model if is_builtin(args.model) else str(Path(args.model).resolve()),
         "fingerprint": model_fingerprint(model),
         "audiovec_version": __version__,
         "ks": ks,

@@ -1,17 +1,25 @@
-"""``audiovec index MODEL PATH... --db DIR``: embed audio files window by window into a LanceDB index."""
+"""``audiovec index [MODEL] PATH... --db DIR``: embed audio files window by window into a LanceDB index (the
+built-in model when no model is given)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from audiovec.cli.models import add_model_option, split_model
+
 DEFAULT_ANN_THRESHOLD = 50_000  # = audiovec.index.DEFAULT_ANN_THRESHOLD (not imported: keeps --help fast)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("index", help="index audio files (one row per window) for search")
-    p.add_argument("model", help="model folder")
-    p.add_argument("paths", nargs="+", help="audio files or folders (searched recursively)")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="audio files or folders (searched recursively); a leading model folder or built-in name is taken as --model",
+    )
+    add_model_option(p)
     p.add_argument("--db", required=True, help="index folder (created if missing)")
     p.add_argument("--window", type=float, default=None, help="window length in seconds (model default: 30)")
     p.add_argument("--batch-files", type=int, default=16, help="files per commit (default 16)")
@@ -31,11 +39,12 @@ def run(args: argparse.Namespace) -> int:
     from audiovec.index import AudioIndex
     from audiovec.model import AudioTextEmbedder
 
-    model = AudioTextEmbedder.from_pretrained(args.model)
+    name, paths = split_model(args, args.paths)
+    model = AudioTextEmbedder.from_pretrained(name)
     report = AudioIndex(args.db).add(
         model,
-        args.paths,
-        model_dir=args.model,
+        paths,
+        model_dir=name,
         window_seconds=args.window,
         batch_files=args.batch_files,
         batch_size=args.batch_size,

