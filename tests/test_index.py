@@ -97,15 +97,21 @@ def test_long_file_is_one_row_per_window_and_searchable_by_segment(pretrained_mo
     assert hits[0].score == pytest.approx(1.0, abs=1e-4) and hits[1].score < 0.95
 
 
-def test_short_file_row_equals_library_vector_and_text_search_ranks_by_cosine(model, clips, tmp_path):
+def test_short_file_row_equals_library_vector_and_text_search_ranks_by_cosine(
+    pretrained_model_dir, clips, tmp_path
+):
+    model = AudioTextEmbedder.from_pretrained(pretrained_model_dir)  # spread vectors: the order is asserted
     index = AudioIndex(tmp_path / "db")
     index.add(model, clips)
-    for clip in clips[:2]:
-        hit = index.search(model.encode_audio(str(clip)), k=1)[0]
-        assert hit.path == str(clip) and hit.score == pytest.approx(1.0, abs=1e-4)
+    vectors = model.encode_audio([str(c) for c in clips])
+    for clip, vector in zip(clips[:2], vectors):
+        hits = index.search(vector, k=2)
+        assert hits[0].path == str(clip) and hits[0].score == pytest.approx(1.0, abs=1e-4)
+        assert hits[1].score < 0.99  # the next clip is another recording, not a tie
     text = model.encode_text("a man saying zero")
     hits = index.search(text, k=len(clips))
-    expected = model.similarity(text, model.encode_audio([str(c) for c in clips]))[0]
+    expected = model.similarity(text, vectors)[0]
+    assert np.diff(np.sort(expected)).min() > 1e-4  # no near-ties: the order below is meaningful
     assert [h.path for h in hits] == [str(clips[i]) for i in np.argsort(-expected)]
     assert [h.score for h in hits] == pytest.approx(sorted(expected, reverse=True), abs=1e-4)
 
@@ -212,21 +218,25 @@ def test_repeated_random_kills_never_duplicate(tiny_model_dir, model, clips, lon
     assert_consistent(AudioIndex(db), set(files))
 
 
-def test_ann_index_is_built_past_threshold_and_agrees_with_exact_search(model, clips, long_file, tmp_path):
+def test_ann_index_is_built_past_threshold_and_agrees_with_exact_search(
+    pretrained_model_dir, clips, long_file, tmp_path
+):
+    model = AudioTextEmbedder.from_pretrained(pretrained_model_dir)  # spread vectors: the paths must agree
     exact = AudioIndex(tmp_path / "exact")
     exact.add(model, [*clips, long_file], window_seconds=2.0, ann_threshold=10**9)
     ann = AudioIndex(tmp_path / "ann")
     report = ann.add(model, [*clips, long_file], window_seconds=2.0, ann_threshold=5)
     assert report.ann_built and ann.has_ann() and not exact.has_ann()
-    for clip in clips[:3]:  # tiny random models give near-identical vectors: compare scores, not paths
+    for clip in clips[:3]:
         query = model.encode_audio(str(clip))
         found, truth = ann.search(query, k=3), exact.search(query, k=3)
+        assert [(h.path, h.window) for h in found] == [(h.path, h.window) for h in truth]
+        assert found[0].path == str(clip) and found[0].score == pytest.approx(1.0, abs=1e-4)
         assert [h.score for h in found] == pytest.approx([h.score for h in truth], abs=1e-4)
-        assert found[0].score == pytest.approx(1.0, abs=1e-4)
         # explicit search effort: the smallest ef is raised to what re-ranking needs, the largest agrees too
         for nprobes, ef in ((1, 1), (64, 2000)):
             tuned = ann.search(query, k=3, nprobes=nprobes, ef=ef)
-            assert len(tuned) == 3 and tuned[0].score == pytest.approx(1.0, abs=1e-4)
+            assert len(tuned) == 3 and tuned[0].path == str(clip)
     with pytest.raises(ValueError, match="ef must be >= 1"):
         ann.search(query, k=3, ef=0)
 

@@ -65,7 +65,9 @@ def test_builtin_text_vectors_are_all_minilm_l6_v2(builtin) -> None:
 
     from audiovec.pretrained import base_sources
 
-    reference = SentenceTransformer(str(base_sources()[1]), device="cpu").encode(TEXTS, normalize_embeddings=True)
+    reference = SentenceTransformer(str(base_sources()[1]), device="cpu").encode(
+        TEXTS, normalize_embeddings=True
+    )
     np.testing.assert_allclose(builtin.encode_text(TEXTS), reference, atol=1e-5)
 
 

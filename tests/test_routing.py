@@ -54,7 +54,10 @@ def test_example_clips_route_to_their_own_route(model, routes_file, fsdd_clips):
     assert router.route_text("turn off the lights").name == "second"
 
 
-def test_route_is_argmax_of_independent_similarities(model, routes_file, fsdd_clips):
+def test_route_is_argmax_of_independent_similarities(pretrained_model_dir, routes_file, fsdd_clips):
+    model = AudioTextEmbedder.from_pretrained(
+        pretrained_model_dir
+    )  # spread vectors: the route name is asserted
     router = Router.from_yaml(model, routes_file)
     routes, _ = load_routes(routes_file)
     for clip in fsdd_clips[4:10]:
@@ -67,12 +70,10 @@ def test_route_is_argmax_of_independent_similarities(model, routes_file, fsdd_cl
             expected[route.name] = float(max(model.similarity(query, np.stack(vecs))[0]))
         match = router.route(str(clip))
         assert match.scores == pytest.approx(expected, abs=1e-4)
-        best = max(expected.values())  # tiny random models give near-ties: compare scores, not names
-        assert match.score == pytest.approx(best, abs=1e-4)
-        if match.name is None:
-            assert max(expected, key=expected.get) == "third" and best < 0.5
-        else:
-            assert expected[match.name] == pytest.approx(best, abs=1e-4)
+        ranked = sorted(expected.values(), reverse=True)
+        assert ranked[0] - ranked[1] > 1e-3  # a clear winner, so the name below can be wrong
+        winner = max(expected, key=expected.get)
+        assert match.name == (None if winner == "third" and ranked[0] < 0.5 else winner)
 
 
 def test_thresholds_and_centroid_aggregation(model, fsdd_clips):

@@ -76,11 +76,13 @@ def compose_base_model(options: DemoOptions, folder: Path) -> Path:
     """Whisper tiny.en tower + MiniLM backbone (+ a new projector), saved as an audiovec model folder."""
     from audiovec.compose import compose
 
-    if (folder / "config.json").is_file():
+    wanted = {"random_audio": options.random_audio, "random_text": options.random_text, "seed": options.seed}
+    options_file = folder / "demo_options.json"
+    if (folder / "config.json").is_file() and _base_matches(folder, options, wanted, options_file):
         return folder
     whisper, minilm = pretrained_sources()
     compose(
-        whisper, minilm, folder, dtype="fp32", projector_downsample=options.projector_downsample,
+        whisper, minilm, folder, dtype="fp32", overwrite=True, projector_downsample=options.projector_downsample,
         projector_max_tokens=options.projector_max_tokens, projector_layers=options.projector_layers,
         tower_layers=options.tower_layers,
         window_seconds=options.window_seconds,
@@ -88,7 +90,26 @@ def compose_base_model(options: DemoOptions, folder: Path) -> Path:
     )  # fmt: skip
     if options.random_audio or options.random_text:
         _reinitialise(folder, audio=options.random_audio, text=options.random_text, seed=options.seed)
+    options_file.write_text(json.dumps(wanted) + "\n")
     return folder
+
+
+def _base_matches(folder: Path, options: DemoOptions, wanted: dict[str, Any], options_file: Path) -> bool:
+    """Whether a composed base model from an earlier run was built with these options (else it is rebuilt)."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        made = json.loads(options_file.read_text())
+    except (OSError, ValueError):
+        return False
+    projector = config.get("projector", {})
+    return made == wanted and (
+        projector.get("downsample"), projector.get("max_tokens"), projector.get("layers"),
+        config.get("tower", {}).get("layers"), config.get("features", {}).get("window_seconds"),
+        config.get("features", {}).get("min_seconds"),
+    ) == (
+        options.projector_downsample, options.projector_max_tokens, options.projector_layers,
+        options.tower_layers, options.window_seconds, options.min_seconds,
+    )  # fmt: skip
 
 
 def _reinitialise(folder: Path, *, audio: bool, text: bool, seed: int) -> None:
@@ -314,7 +335,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- **{ex['query']}** ({ex['category']})")
         for hit in ex["results"]:
             mark = "✓" if hit["correct"] else " "
-            lines.append(f"  - {mark} {hit['score']:.3f} `{hit['file']}`: {hit['described_as']} ({hit['category']})")
+            lines.append(
+                f"  - {mark} {hit['score']:.3f} `{hit['file']}`: {hit['described_as']} ({hit['category']})"
+            )
     lines += ["", "## Timings (s)", ""] + [f"- {k}: {v}" for k, v in report["timings"].items()]
     if report.get("curves"):
         lines += [

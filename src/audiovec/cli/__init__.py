@@ -55,7 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    collect = getattr(args, "collect_into", None)
+    if extra and collect and not any(e.startswith("-") for e in extra):
+        # `audiovec route MODEL --routes r.yaml a.wav b.wav`: argparse hands the files after an option back
+        # as extras when the model is optional, since the first positional run took only MODEL
+        getattr(args, collect).extend(extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
     )

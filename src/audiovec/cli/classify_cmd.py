@@ -18,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="audio files; a leading model folder or built-in name is taken as --model",
     )
     add_model_option(p)
+    p.set_defaults(collect_into="files")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--labels", help="comma-separated labels")
     group.add_argument("--labels-file", help="file with one label per line")

@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="audio files or folders (searched recursively); a leading model folder or built-in name is taken as --model",
     )
     add_model_option(p)
+    p.set_defaults(collect_into="inputs")
     p.add_argument("--out", required=True, type=Path, help="output .npy (float32, one row per good file)")
     p.add_argument("--ids", type=Path, help="output ids file (JSON lines; default: OUT with .ids.jsonl)")
     p.add_argument("--batch-size", type=int, default=16)

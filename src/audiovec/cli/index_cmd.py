@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="audio files or folders (searched recursively); a leading model folder or built-in name is taken as --model",
     )
     add_model_option(p)
+    p.set_defaults(collect_into="paths")
     p.add_argument("--db", required=True, help="index folder (created if missing)")
     p.add_argument("--window", type=float, default=None, help="window length in seconds (model default: 30)")
     p.add_argument("--batch-files", type=int, default=16, help="files per commit (default 16)")

@@ -28,9 +28,17 @@ def is_model(text: str) -> bool:
         return False
 
 
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus", ".webm", ".aif", ".aiff")
+
+
 def split_model(args: argparse.Namespace, items: list[str]) -> tuple[str, list[str]]:
     """``(model, the remaining positional items)``: a leading model folder/name is taken as the model (the
-    older ``audiovec index MODEL PATHS`` form), else ``--model``, else the built-in default."""
-    if items and is_model(items[0]) and getattr(args, "model", None) is None:
-        return items[0], items[1:]
+    ``audiovec index MODEL PATHS`` form), else ``--model``, else the built-in default. A leading item that
+    does not exist, is not named like an audio file and is followed by more items is taken as a model too,
+    so a mistyped model folder is reported as a missing model rather than silently replaced."""
+    if items and getattr(args, "model", None) is None:
+        first = items[0]
+        missing = not Path(first).exists() and not first.lower().endswith(AUDIO_SUFFIXES)
+        if is_model(first) or (missing and len(items) > 1):
+            return first, items[1:]
     return args.model or DEFAULT_MODEL, items

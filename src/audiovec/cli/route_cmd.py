@@ -17,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="audio files; a leading model folder or built-in name is taken as --model",
     )
     add_model_option(p)
+    p.set_defaults(collect_into="files")
     p.add_argument("--routes", required=True, help="routes YAML file")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.set_defaults(func=run)
