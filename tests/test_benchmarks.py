@@ -149,3 +149,10 @@ def test_gpu_script_tiny_on_cpu(tmp_path: Path) -> None:
 def test_run_all_is_executable() -> None:
     assert (BENCH / "run_all.sh").stat().st_mode & 0o111
     assert (BENCH / "gpu.sh").stat().st_mode & 0o111
+
+
+@pytest.mark.slow
+def test_builtin_load(tmp_path: Path) -> None:
+    data = run("bench_builtin_load.py", tmp_path)
+    assert set(data["median_s"]) == {"built-in by name", "saved folder"}
+    assert all(_positive(v) for v in data["median_s"].values()) and _positive(data["ratio_builtin_over_folder"])
