@@ -155,4 +155,6 @@ def test_run_all_is_executable() -> None:
 def test_builtin_load(tmp_path: Path) -> None:
     data = run("bench_builtin_load.py", tmp_path)
     assert set(data["median_s"]) == {"built-in by name", "saved folder"}
-    assert all(_positive(v) for v in data["median_s"].values()) and _positive(data["ratio_builtin_over_folder"])
+    assert all(_positive(v) for v in data["median_s"].values()) and _positive(
+        data["ratio_builtin_over_folder"]
+    )
