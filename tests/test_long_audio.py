@@ -18,7 +18,7 @@ from audiovec.audio import SAMPLE_RATE, header_seconds, iter_windows
 from audiovec.errors import AudioDecodeError
 from audiovec.index import embed_source, embed_windows, pool_windows
 from audiovec.model import AudioTextEmbedder
-from audiovec.testing import fsdd_files
+from audiovec.testing import fsdd_files, tiny_embedder
 from badaudio import fail_decoding_after
 
 FILE_RATE = 8000  # FSDD's own rate: the streaming resampler runs too
@@ -56,19 +56,30 @@ def decoded_whole(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-def test_long_file_streams_to_the_same_vector_as_the_whole_file(model, tmp_path, decoded_whole):
-    long = write_long_wav(tmp_path / "three_minutes.wav", 3 * 60 + 7.3)  # 7 windows, a short tail
-    assert header_seconds(long) == pytest.approx(187.3)
+@pytest.mark.parametrize(
+    "policy",
+    [
+        pytest.param({"window_seconds": 30.0, "log_mel_floor": "window"}, id="30s-windows"),
+        pytest.param({}, id="tower-policy"),  # Qwen3-Omni: 152 s windows (2048 positions), one floor per file
+    ],
+)
+def test_long_file_streams_to_the_same_vector_as_the_whole_file(policy, tmp_path, decoded_whole):
+    model = tiny_embedder(**policy)
+    window = model.config.window_seconds
+    n_windows = 7 if window == 30.0 else 3
+    long = write_long_wav(tmp_path / "long.wav", (n_windows - 1) * window + 7.3)  # a short tail
+    assert header_seconds(long) == pytest.approx((n_windows - 1) * window + 7.3)
     files = [*map(str, fsdd_files(3)), str(long)]
 
-    # batch_size 3: three window batches (the tail alone: length_batches keeps padding low)
+    # batch_size 3: three window batches (30 s windows: the tail alone, length_batches keeps padding low;
+    # 152 s windows: one per batch, as a batch holds at most 3 x 30 s of audio)
     streamed = model.encode_audio_detailed(files, batch_size=3, stream_over_seconds=60)
     assert sorted(decoded_whole) == sorted(files[:3])  # the long file never decoded whole
     decoded_whole.clear()
     whole = model.encode_audio_detailed(files, batch_size=3, stream_over_seconds=None)
     assert sorted(decoded_whole) == sorted(files)
     decoded_whole.clear()
-    default = model.encode_audio(files)  # 3 min is under the default threshold: the batched path
+    default = model.encode_audio(files)  # under the default threshold: the batched path
     assert sorted(decoded_whole) == sorted(files)
 
     assert not streamed.errors and not whole.errors
@@ -79,9 +90,12 @@ def test_long_file_streams_to_the_same_vector_as_the_whole_file(model, tmp_path,
 
     # index.embed_source is the same streaming path, and equals pool_windows over every window
     np.testing.assert_allclose(embed_source(model, long, batch_size=3), whole.vectors[-1], atol=1e-5)
-    windows = list(iter_windows(long, model.config.window_seconds))
-    assert len(windows) == 7
-    pooled = pool_windows(embed_windows(model, [w for *_, w in windows]), [e - s for s, e, _ in windows])
+    windows = list(iter_windows(long, window))
+    assert len(windows) == n_windows
+    peak = model.stream_peak(long)  # the file's log-mel peak where the model floors per file
+    assert (peak is None) == (model.config.log_mel_floor == "window")
+    vectors = embed_windows(model, [w for *_, w in windows], peak=peak)
+    pooled = pool_windows(vectors, [e - s for s, e, _ in windows])
     np.testing.assert_allclose(pooled, whole.vectors[-1], atol=1e-5)
 
 
@@ -106,15 +120,17 @@ def test_file_failing_mid_stream_is_a_decode_error(model, tmp_path, decoded_whol
 
 
 def test_read_error_mid_stream_names_the_file(model, tmp_path, monkeypatch):
-    """An I/O error from the decoder after some windows becomes an AudioDecodeError, not a crash."""
-    long = write_long_wav(tmp_path / "flaky.wav", 100)
-    fail_decoding_after(monkeypatch, long, 60)
+    """An I/O error from the decoder after some windows becomes an AudioDecodeError, not a crash (in the
+    pass that measures the file's log-mel peak, which reads the file first)."""
+    window = model.config.window_seconds  # 152 s
+    long = write_long_wav(tmp_path / "flaky.wav", 3 * window)
+    fail_decoding_after(monkeypatch, long, 1.5 * window)
     clip = str(fsdd_files(1)[0])
     result = model.encode_audio_detailed([str(long), clip], stream_over_seconds=60, on_error="skip")
     assert list(result.errors) == [0] and np.isnan(result.vectors[0]).all()
-    assert result.errors[0] == f"{long}: failed after 60.0 s: [Errno 5] Input/output error"
+    assert result.errors[0] == f"{long}: failed after {window:.1f} s: [Errno 5] Input/output error"
     assert np.isfinite(result.vectors[1]).all()
-    with pytest.raises(AudioDecodeError, match="flaky.wav: failed after 60.0 s"):
+    with pytest.raises(AudioDecodeError, match=f"flaky.wav: failed after {window:.1f} s"):
         embed_source(model, long)
 
 

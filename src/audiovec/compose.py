@@ -76,7 +76,7 @@ def compose(
     projector_max_tokens: int = 0,
     projector_layers: int = 1,
     tower_layers: str = "last",
-    window_seconds: float = 30.0,
+    window_seconds: float | None = None,
     min_seconds: float = 0.0,
     seed: int = 0,
     allow_pickle: bool = False,
@@ -86,6 +86,8 @@ def compose(
     """Build (and unless ``dry_run`` save to ``out``) the model of ``audio_encoder``'s tower + ``llm``.
 
     ``dtype`` is ``fp32`` / ``bf16`` / ``fp16``, or ``None`` for the LLM checkpoint's own storage dtype.
+    ``window_seconds=None`` takes the tower's own window (``model.window_policy``: Whisper 30 s,
+    Qwen2.5-Omni 300 s, Qwen3-Omni the whole file up to 600 s, within the LLM's positions).
     A dry run reads ``config.json`` files only and builds on the meta device. ``save=False`` builds the
     real model in memory only (``result.model``; ``out`` may be None), as loading a built-in model does.
     """

@@ -65,11 +65,36 @@ class LogMelExtractor:
 
     @torch.inference_mode()
     def __call__(
-        self, waves: Sequence[np.ndarray | torch.Tensor], device: torch.device | str | None = None
+        self,
+        waves: Sequence[np.ndarray | torch.Tensor],
+        device: torch.device | str | None = None,
+        peaks: Sequence[float | None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``peaks`` (one per wave, ``None`` for its own) sets where the floor is measured: a window of a
+        longer file floored at the *file's* peak − 8 gets the frames the whole file's log-mel has there."""
         if len(waves) == 0:
             raise ValueError("no waveforms given")
+        if peaks is not None and len(peaks) != len(waves):
+            raise ValueError(f"{len(peaks)} peaks for {len(waves)} waveforms")
         device = torch.device(device or "cpu")
+        mel, lengths, invalid = self._log_mel(waves, device)
+        peak = mel.masked_fill(invalid, float("-inf")).amax(dim=(1, 2), keepdim=True)
+        if peaks is not None:
+            given = torch.tensor([float("-inf") if p is None else float(p) for p in peaks], device=device)
+            peak = torch.maximum(peak, given[:, None, None])
+        mel = torch.maximum(mel, peak - 8.0, out=mel).add_(4.0).div_(4.0).masked_fill_(invalid, 0.0)
+        return mel, lengths.to(device)
+
+    @torch.inference_mode()
+    def peak(self, wave: np.ndarray | torch.Tensor) -> float:
+        """The largest ``log10`` mel value of one waveform (what its floor is measured from)."""
+        mel, _, invalid = self._log_mel([wave], torch.device("cpu"))
+        return float(mel.masked_fill(invalid, float("-inf")).amax())
+
+    def _log_mel(
+        self, waves: Sequence[np.ndarray | torch.Tensor], device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Unfloored ``log10`` mel ``(B, n_mels, T)``, valid lengths and the mask of frames past them."""
         filters, window = self._on(device)
         tensors = [
             pad_short(torch.as_tensor(w, dtype=torch.float32).reshape(-1), max(MIN_SAMPLES, self.min_samples))
@@ -91,15 +116,16 @@ class LogMelExtractor:
         mel = (filters.T @ power).clamp_(min=1e-10).log10_()
         frames = torch.arange(mel.shape[-1], device=device)
         invalid = (frames[None, :] >= lengths.to(device)[:, None])[:, None, :]
-        peak = mel.masked_fill(invalid, float("-inf")).amax(dim=(1, 2), keepdim=True)
-        mel = torch.maximum(mel, peak - 8.0, out=mel).add_(4.0).div_(4.0).masked_fill_(invalid, 0.0)
-        return mel, lengths.to(device)
+        return mel, lengths, invalid
 
     def batch(
-        self, waves: Sequence[np.ndarray | torch.Tensor], device: torch.device | str | None = None
+        self,
+        waves: Sequence[np.ndarray | torch.Tensor],
+        device: torch.device | str | None = None,
+        peaks: Sequence[float | None] | None = None,
     ) -> dict[str, torch.Tensor]:
         """``{"features", "lengths", "content_lengths"}`` for a batch (see the class docstring)."""
-        features, lengths = self(waves, device)
+        features, lengths = self(waves, device, peaks)
         content = torch.tensor(
             [max(1, num_frames(len(w))) for w in waves], dtype=torch.long, device=lengths.device
         )

@@ -59,18 +59,22 @@ def collect_audio_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 @torch.inference_mode()
-def embed_windows(model: Any, waves: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+def embed_windows(
+    model: Any, waves: Sequence[np.ndarray], batch_size: int = 16, peak: float | None = None
+) -> np.ndarray:
     """One unit vector per waveform (each already at most one window long), batched by length as
     ``encode_audio`` batches windows (:func:`~audiovec.model.length_batches`), through the same
     ``featurize`` → ``forward_audio`` (``content_lengths`` included: ``min_seconds`` silence padding is
-    seen by the tower but not pooled), so a one-window clip gets ``encode_audio``'s vector."""
-    from audiovec.model import length_batches
+    seen by the tower but not pooled), so a one-window clip gets ``encode_audio``'s vector. ``peak``: the
+    windows' file peak (``model.stream_peak``) for models that floor the log-mel per file."""
+    from audiovec.model import batch_samples, length_batches
 
     out = np.zeros((len(waves), model.embedding_dim), dtype=np.float32)
     pieces = sorted(enumerate(waves), key=lambda p: p[1].shape[0])
-    for chunk in length_batches(pieces, batch_size):
+    for chunk in length_batches(pieces, batch_size, max_samples=batch_samples(batch_size)):
         idx = [i for i, _ in chunk]
-        out[idx] = model.forward_audio(**model.featurize([w for _, w in chunk])).float().cpu().numpy()
+        features = model.featurize([w for _, w in chunk], [peak] * len(chunk))
+        out[idx] = model.forward_audio(**features).float().cpu().numpy()
     return out
 
 
@@ -378,20 +382,23 @@ class AudioIndex:
         spans: list[tuple[int, int]] = []  # sample offsets, as iter_windows counts them
         vectors: list[np.ndarray] = []
         batch: list[np.ndarray] = []
+        per_batch = model.windows_per_batch(batch_size, window_s)
+        peak = None
 
         def embed() -> bool:
-            vecs = embed_windows(model, batch, batch_size)
+            vecs = embed_windows(model, batch, batch_size, peak)
             batch.clear()
             vectors.append(vecs)
             return bool(np.isfinite(vecs).all())
 
         finite = True
         try:
+            peak = model.stream_peak(key, window_s)  # a first pass, for models that floor per file
             for *_, wave in iter_windows(key, window_s):
                 offset = spans[-1][1] if spans else 0
                 spans.append((offset, offset + wave.shape[0]))
                 batch.append(wave)
-                if len(batch) >= batch_size and not (finite := embed()):
+                if len(batch) >= per_batch and not (finite := embed()):
                     break  # the rest of the file is not worth decoding
             if finite and batch:
                 finite = embed()

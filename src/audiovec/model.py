@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -63,6 +64,12 @@ FEATURIZE_AHEAD = True
 # thread: computed ahead, the log-mel's working set (~10 MB per 30 s window) would add to the model's instead
 # of alternating with it (docs/benchmarks.md, section 6).
 STREAM_FEATURIZE_AHEAD = False
+# The longest window a tower that sees whole files in its reference (Qwen3-Omni) gets by default: every file
+# encode_audio decodes whole is then embedded as one sequence; longer ones stream in windows of this length.
+MAX_WINDOW_SECONDS = STREAM_OVER_SECONDS
+# batch_size counts windows of this length: a batch of longer windows holds as much audio, not more windows
+BATCH_WINDOW_SECONDS = DEFAULT_WINDOW_SECONDS
+LOG_MEL_FLOORS = ("file", "window")
 
 
 class Projector(nn.Module):
@@ -134,10 +141,13 @@ class EmbedderConfig:
     projector_max_tokens: int = 0  # 0: every (downsampled) token reaches the backbone
     projector_layers: int = 1  # 1: linear, 2: MLP
     pooling: str = "mean"
-    window_seconds: float = DEFAULT_WINDOW_SECONDS
+    window_seconds: float | None = (
+        None  # None: the tower's own (see window_policy); set when the model is built
+    )
     min_seconds: float = 0.0
     text_max_length: int = 512
     audio_adapter: dict[str, Any] | None = None  # {r, alpha, targets}: backbone LoRA used by audio only
+    log_mel_floor: str | None = None  # file | window; None: the tower's own (see window_policy)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -157,6 +167,7 @@ class EmbedderConfig:
                 "n_mels": int(self.tower_config.get("num_mel_bins", 128)),
                 "sample_rate": SAMPLE_RATE,
                 "window_seconds": self.window_seconds,
+                "log_mel_floor": self.log_mel_floor,
                 "min_seconds": self.min_seconds,
             },
             "text": {"max_length": self.text_max_length},
@@ -168,6 +179,8 @@ class EmbedderConfig:
     def from_json(cls, data: dict[str, Any], source: str = CONFIG_NAME) -> EmbedderConfig:
         if data.get("architecture") != ARCHITECTURE:
             raise ConfigError(f"{source}: not an audiovec model (architecture={data.get('architecture')!r})")
+        features = data.get("features", {})
+        window = features.get("window_seconds", DEFAULT_WINDOW_SECONDS)  # null: the tower's own
         try:
             return cls(
                 tower_kind=data["tower"]["kind"],
@@ -178,8 +191,10 @@ class EmbedderConfig:
                 projector_max_tokens=int(data.get("projector", {}).get("max_tokens", 0)),
                 projector_layers=int(data.get("projector", {}).get("layers", 1)),
                 pooling=data.get("pooling", "mean"),
-                window_seconds=float(data.get("features", {}).get("window_seconds", DEFAULT_WINDOW_SECONDS)),
-                min_seconds=float(data.get("features", {}).get("min_seconds", 0.0)),
+                window_seconds=None if window is None else float(window),
+                # folders written before the floor was a setting floored every window at its own peak
+                log_mel_floor=features.get("log_mel_floor", "window"),
+                min_seconds=float(features.get("min_seconds", 0.0)),
                 text_max_length=int(data.get("text", {}).get("max_length", 512)),
                 audio_adapter=data.get("audio_adapter"),
                 extra=data.get("extra", {}),
@@ -248,6 +263,15 @@ class AudioTextEmbedder(nn.Module):
             self.audio_adapter = AudioAdapter(backbone, **config.audio_adapter)
         self.tokenizer = tokenizer
         self.feature_extractor = LogMelExtractor(tower.n_mels, min_seconds=config.min_seconds)
+        window, floor = window_policy(
+            tower, backbone, config.projector_downsample, config.projector_max_tokens
+        )
+        if config.window_seconds is None:
+            config.window_seconds = window
+        if config.log_mel_floor is None:
+            config.log_mel_floor = floor
+        if config.log_mel_floor not in LOG_MEL_FLOORS:
+            raise ConfigError(f"log_mel_floor must be one of {LOG_MEL_FLOORS}, not {config.log_mel_floor!r}")
         self._check_positions()
 
     def add_audio_adapter(
@@ -273,11 +297,13 @@ class AudioTextEmbedder(nn.Module):
         projector_max_tokens: int = 0,
         projector_layers: int = 1,
         tower_layers: str = "last",
-        window_seconds: float = DEFAULT_WINDOW_SECONDS,
+        window_seconds: float | None = None,
         min_seconds: float = 0.0,
         text_max_length: int = 512,
+        log_mel_floor: str | None = None,
     ) -> AudioTextEmbedder:
-        """Assemble a model around an existing tower and backbone (weights kept; projector new)."""
+        """Assemble a model around an existing tower and backbone (weights kept; projector new).
+        ``window_seconds`` / ``log_mel_floor`` default to the tower's own (:func:`window_policy`)."""
         config = EmbedderConfig(
             tower_kind=tower.kind,
             tower_config=_config_dict(tower.config),
@@ -290,6 +316,7 @@ class AudioTextEmbedder(nn.Module):
             window_seconds=window_seconds,
             min_seconds=min_seconds,
             text_max_length=text_max_length,
+            log_mel_floor=log_mel_floor,
         )
         return cls(config, tower, backbone, tokenizer)
 
@@ -330,9 +357,12 @@ class AudioTextEmbedder(nn.Module):
         return int(self.backbone.config.hidden_size)
 
     # ------------------------------------------------------------------------------ tensors in, vectors out
-    def featurize(self, waves: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
-        """``{"features", "lengths", "content_lengths"}`` on the model's device, ready for :meth:`forward_audio`."""
-        return self.feature_extractor.batch(waves, device=self.device)
+    def featurize(
+        self, waves: Sequence[np.ndarray], peaks: Sequence[float | None] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``{"features", "lengths", "content_lengths"}`` on the model's device, ready for :meth:`forward_audio`;
+        ``peaks``: the file peak each window is floored at (:meth:`file_peak`; ``None``: its own)."""
+        return self.feature_extractor.batch(waves, device=self.device, peaks=peaks)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         batch = self.tokenizer(
@@ -545,27 +575,32 @@ class AudioTextEmbedder(nn.Module):
         sample_rate: int | None = None,
         prefetch: bool = False,
     ) -> np.ndarray:
-        """One source → one unit vector, embedding its windows ``batch_size`` at a time while
+        """One source → one unit vector, embedding its windows a batch at a time while
         :func:`~audiovec.audio.iter_windows` decodes them; only a float64 running sum is kept, so memory is
-        about ``batch_size`` windows whatever the file's length (libsndfile formats stream; others are
-        decoded whole first). With ``prefetch`` a helper thread decodes the next window batch while the
+        about ``batch_size`` 30 s windows whatever the file's length (libsndfile formats stream; others are
+        decoded whole first; a batch of longer windows holds as much audio: :meth:`windows_per_batch`).
+        With ``log_mel_floor="file"`` a first pass over the file measures its log-mel peak
+        (:meth:`stream_peak`). With ``prefetch`` a helper thread decodes the next window batch while the
         model embeds the current one: faster where decoding costs (OGG), at the price of the batch read
         ahead and the helper thread's allocations (~5-10% more peak memory at batch 16), so it is off by
         default; a streamed file's bound memory is the point of streaming. Same windows, weights and
         pooling as :meth:`encode_audio`, same vector. Raises :class:`AudioDecodeError` when the source
         fails, also mid-stream."""
         window_s = float(window_seconds or self.config.window_seconds)
+        rate = sample_rate if _is_array(source) else None
+        peak = self.stream_peak(source, window_s, rate)
         total = np.zeros(self.embedding_dim, dtype=np.float64)
-        windows = (w for *_, w in iter_windows(source, window_s, sample_rate if _is_array(source) else None))
+        windows = (w for *_, w in iter_windows(source, window_s, rate))
+        per_batch = self.windows_per_batch(batch_size, window_s)
         Batch = list[tuple[list[int], "list[np.ndarray] | dict[str, torch.Tensor]"]]
 
         def next_batch() -> Batch:
-            """The next ``batch_size`` windows as length batches: their lengths, and their waveforms (or,
-            with the knob above, their log-mel already)."""
-            pieces = [(0, wave) for wave in itertools.islice(windows, max(1, batch_size))]
+            """The next windows as length batches: their lengths, and their waveforms (or, with the knob
+            above, their log-mel already)."""
+            pieces = [(0, wave, peak) for wave in itertools.islice(windows, per_batch)]
             early = prefetch and STREAM_FEATURIZE_AHEAD
             return [
-                ([w.shape[0] for _, w in chunk], self._featurize(chunk) if early else [w for _, w in chunk])
+                ([p[1].shape[0] for p in chunk], self._featurize(chunk) if early else [p[1] for p in chunk])
                 for chunk in self._chunks(pieces, batch_size)
             ]
 
@@ -575,7 +610,7 @@ class AudioTextEmbedder(nn.Module):
             sums: Any = 0.0
             while batch:
                 lengths, data = batch.pop(0)
-                features = data if isinstance(data, dict) else self.featurize(data)
+                features = data if isinstance(data, dict) else self.featurize(data, [peak] * len(data))
                 del data
                 vecs = self.forward_audio(**features).float().cpu().numpy()
                 del features
@@ -594,27 +629,56 @@ class AudioTextEmbedder(nn.Module):
                 total += embed(batch)
         return _unit(total)
 
+    # ------------------------------------------------------------------------------ windows of long audio
+    def windows_per_batch(self, batch_size: int, window_seconds: float | None = None) -> int:
+        """Windows a streaming pass reads per batch: ``batch_size`` counts 30 s windows, so longer windows
+        (Qwen-Omni towers) come fewer at a time and a batch holds as much audio as before, at least one."""
+        window_s = float(window_seconds or self.config.window_seconds)
+        return max(1, int(max(1, batch_size) * BATCH_WINDOW_SECONDS // max(window_s, 1e-9)))
+
+    def file_peak(self, wave: np.ndarray, spans: Sequence[tuple[int, int]]) -> float | None:
+        """The log-mel peak a decoded file's windows are floored at: ``None`` (each window its own) unless
+        the model floors per file and the file has more than one window; then the largest window peak."""
+        if self.config.log_mel_floor != "file" or len(spans) <= 1:
+            return None
+        return max(self.feature_extractor.peak(wave[start:end]) for start, end in spans)
+
+    def stream_peak(
+        self, source: AudioSource, window_seconds: float | None = None, sample_rate: int | None = None
+    ) -> float | None:
+        """:meth:`file_peak` of a source without holding it: one streaming pass over its windows (skipped
+        when the model floors per window or the header says the file is one window)."""
+        window_s = float(window_seconds or self.config.window_seconds)
+        if self.config.log_mel_floor != "file":
+            return None
+        header = header_seconds(source)
+        if header is not None and header <= window_s:
+            return None
+        peaks = [self.feature_extractor.peak(w) for *_, w in iter_windows(source, window_s, sample_rate)]
+        return max(peaks) if len(peaks) > 1 else None
+
     def _embed_waves(
         self, waves: dict[int, np.ndarray], batch_size: int, ahead: ThreadPoolExecutor | None = None
     ) -> dict[int, np.ndarray]:
         """Window every waveform, embed all windows together and pool them back per input."""
-        pieces: list[tuple[int, np.ndarray]] = []
+        pieces: list[Piece] = []
         for i, wave in waves.items():
-            for start, end in window_spans(wave.shape[0], self.config.window_seconds):
-                pieces.append((i, wave[start:end]))
+            spans = window_spans(wave.shape[0], self.config.window_seconds)
+            peak = self.file_peak(wave, spans)
+            pieces.extend((i, wave[start:end], peak) for start, end in spans)
         return {i: _unit(total) for i, total in self._window_sums(pieces, batch_size, ahead).items()}
 
     def _window_sums(
-        self, pieces: list[tuple[int, np.ndarray]], batch_size: int, ahead: ThreadPoolExecutor | None = None
+        self, pieces: list[Piece], batch_size: int, ahead: ThreadPoolExecutor | None = None
     ) -> dict[int, np.ndarray]:
-        """``(key, window)`` pieces → per key, the float64 sum of window vectors weighted by window length
-        (the duration-weighted mean once normalised). Windows are batched by length; with ``ahead`` the
-        next batch's log-mel is computed there while the model runs the current one."""
+        """``(key, window, peak)`` pieces → per key, the float64 sum of window vectors weighted by window
+        length (the duration-weighted mean once normalised). Windows are batched by length; with ``ahead``
+        the next batch's log-mel is computed there while the model runs the current one."""
         chunks = self._chunks(pieces, batch_size)
         if ahead is None or not chunks:
             return self._sums((chunk, None) for chunk in chunks)
 
-        def featurized() -> Iterator[tuple[list[tuple[int, np.ndarray]], dict[str, torch.Tensor]]]:
+        def featurized() -> Iterator[tuple[list[Piece], dict[str, torch.Tensor]]]:
             future = ahead.submit(self._featurize, chunks[0])
             for j, chunk in enumerate(chunks):
                 features = future.result()
@@ -625,21 +689,22 @@ class AudioTextEmbedder(nn.Module):
         return self._sums(featurized())
 
     @staticmethod
-    def _chunks(pieces: list[tuple[int, np.ndarray]], batch_size: int) -> list[list[tuple[int, np.ndarray]]]:
-        return length_batches(sorted(pieces, key=lambda p: p[1].shape[0]), batch_size)
+    def _chunks(pieces: list[Piece], batch_size: int) -> list[list[Piece]]:
+        ordered = sorted(pieces, key=lambda p: p[1].shape[0])
+        return length_batches(ordered, batch_size, max_samples=batch_samples(batch_size))
 
-    def _featurize(self, chunk: list[tuple[int, np.ndarray]]) -> dict[str, torch.Tensor]:
-        return self.featurize([w for _, w in chunk])
+    def _featurize(self, chunk: list[Piece]) -> dict[str, torch.Tensor]:
+        return self.featurize([p[1] for p in chunk], [p[2] for p in chunk])
 
     def _sums(
-        self, chunks: Iterable[tuple[list[tuple[int, np.ndarray]], dict[str, torch.Tensor] | None]]
+        self, chunks: Iterable[tuple[list[Piece], dict[str, torch.Tensor] | None]]
     ) -> dict[int, np.ndarray]:
         """Embed length batches (featurizing those not featurized yet) into duration-weighted sums."""
         sums: dict[int, np.ndarray] = {}
         for chunk, features in chunks:
             feats = features if features is not None else self._featurize(chunk)
             vecs = self.forward_audio(**feats).float().cpu().numpy()
-            for (i, wave), vec in zip(chunk, vecs):
+            for (i, wave, _), vec in zip(chunk, vecs):
                 sums[i] = sums.get(i, 0.0) + wave.shape[0] * vec.astype(np.float64)
         return sums
 
@@ -708,21 +773,35 @@ class AudioTextEmbedder(nn.Module):
 
 
 PAD_EFFICIENCY = 0.95
+# (key, window samples, file peak or None): one window of one input, as the encode paths batch them
+Piece = tuple[int, np.ndarray, "float | None"]
+
+
+def batch_samples(batch_size: int) -> int:
+    """Padded samples one forward pass may hold: ``batch_size`` windows of 30 s (longer windows: fewer)."""
+    return max(1, batch_size) * int(BATCH_WINDOW_SECONDS * SAMPLE_RATE)
 
 
 def length_batches(
-    pieces: list[tuple[int, np.ndarray]], batch_size: int, min_efficiency: float = PAD_EFFICIENCY
-) -> list[list[tuple[int, np.ndarray]]]:
-    """Split length-sorted ``pieces`` into batches of at most ``batch_size`` that keep padding low: a batch
-    closes early when adding the next (longer) piece would drop its useful/padded samples below
-    ``min_efficiency``. Dense length mixes still fill whole batches; sparse ones get smaller batches
-    instead of computing padding."""
-    batches: list[list[tuple[int, np.ndarray]]] = []
-    current: list[tuple[int, np.ndarray]] = []
+    pieces: list[Any],
+    batch_size: int,
+    min_efficiency: float = PAD_EFFICIENCY,
+    max_samples: int | None = None,
+) -> list[list[Any]]:
+    """Split length-sorted ``pieces`` (tuples whose second item is the waveform) into batches of at most
+    ``batch_size`` that keep padding low: a batch closes early when adding the next (longer) piece would
+    drop its useful/padded samples below ``min_efficiency``, or make it hold more than ``max_samples``
+    padded samples (a piece alone always fits). Dense length mixes still fill whole batches; sparse ones get
+    smaller batches instead of computing padding."""
+    batches: list[list[Any]] = []
+    current: list[Any] = []
     useful = 0
     for piece in pieces:
         n = piece[1].shape[0]
-        if current and (len(current) >= batch_size or (useful + n) < min_efficiency * n * (len(current) + 1)):
+        full = len(current) >= batch_size or (
+            max_samples is not None and n * (len(current) + 1) > max_samples
+        )
+        if current and (full or (useful + n) < min_efficiency * n * (len(current) + 1)):
             batches.append(current)
             current, useful = [], 0
         current.append(piece)
@@ -730,6 +809,27 @@ def length_batches(
     if current:
         batches.append(current)
     return batches
+
+
+def window_policy(
+    tower: AudioTower, backbone: nn.Module, projector_downsample: int = 1, projector_max_tokens: int = 0
+) -> tuple[float, str]:
+    """``(window_seconds, log_mel_floor)`` that give what the tower's own model sees (docs/reliability.md).
+
+    The window is the tower's reference span (Whisper 30 s; Qwen2.5-Omni 300 s, its processor's cap;
+    Qwen3-Omni the whole file, here up to :data:`MAX_WINDOW_SECONDS`), shortened to what the backbone's
+    positions hold and cut at a multiple of the tower's attention window (so tokens near a cut see the
+    context they see in the whole file). Files up to the window are one sequence, exactly the reference.
+    Never shorter than 30 s (every tower's window before), so clips up to 30 s keep their vectors; a
+    backbone that cannot hold 30 s of tokens is refused when the model is built.
+    """
+    window = float(tower.context_seconds or MAX_WINDOW_SECONDS)
+    limit = getattr(backbone.config, "max_position_embeddings", None)
+    if limit and not (projector_max_tokens and projector_max_tokens <= limit):
+        window = min(window, limit * max(1, projector_downsample) / tower.tokens_per_second)
+    unit = tower.attention_seconds
+    window = unit * math.floor(window / unit + 1e-9)
+    return max(window, DEFAULT_WINDOW_SECONDS), tower.log_mel_floor
 
 
 def load_tokenizer(folder: str | os.PathLike) -> Any:

@@ -46,7 +46,7 @@ from audiovec.audio import SAMPLE_RATE, load_audio, window_spans
 from audiovec.classify import DEFAULT_LOGIT_SCALE, DEFAULT_TEMPLATES, average_prompts, prompts
 from audiovec.errors import AudioDecodeError, ConfigError
 from audiovec.index import pool_windows
-from audiovec.model import length_batches
+from audiovec.model import batch_samples, length_batches
 
 log = logging.getLogger(__name__)
 
@@ -181,16 +181,21 @@ class MicroBatcher:
 
     def _audio(self, group: list[Any]) -> list[np.ndarray]:
         pieces: list[tuple[int, np.ndarray]] = []  # (clip number, window samples)
+        peaks: list[float | None] = []  # per piece: its file's log-mel peak (models that floor per file)
         for clip, wave in enumerate(w for job in group for w in job[1]):
-            for start, end in window_spans(wave.shape[0], self.window_seconds):
+            spans = window_spans(wave.shape[0], self.window_seconds)
+            peak = self.model.file_peak(wave, spans)
+            for start, end in spans:
                 pieces.append((clip, wave[start:end]))
+                peaks.append(peak)
         clips = sum(len(job[1]) for job in group)
         self.items += clips
         by_length = sorted(enumerate(w for _, w in pieces), key=lambda p: p[1].shape[0])
         vectors = np.zeros((len(pieces), self.model.embedding_dim), dtype=np.float32)
-        for chunk in length_batches(by_length, self.max_batch):  # as encode_audio batches: little padding
+        # as encode_audio batches: little padding, at most max_batch 30 s windows of audio
+        for chunk in length_batches(by_length, self.max_batch, max_samples=batch_samples(self.max_batch)):
             idx = [i for i, _ in chunk]
-            batch = self.model.featurize([w for _, w in chunk])  # content_lengths: see min_seconds
+            batch = self.model.featurize([w for _, w in chunk], [peaks[i] for i in idx])  # see min_seconds
             vectors[idx] = self.model.forward_audio(**batch).float().cpu().numpy()
             self.forward_passes += 1
         rows_of: list[list[int]] = [[] for _ in range(clips)]

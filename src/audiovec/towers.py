@@ -32,6 +32,11 @@ class AudioTower(nn.Module):
 
     kind: ClassVar[str]
     tokens_per_second: ClassVar[float]
+    # What one forward of the reference (the model's own transformers processor + model) sees of a file:
+    # the longest span (None: the whole file, without truncation) and whether its log-mel floor is
+    # measured over the whole file ("file") or over what one processor call gets ("window").
+    context_seconds: ClassVar[float | None] = 30.0
+    log_mel_floor: ClassVar[str] = "window"
 
     LAYERS: ClassVar[tuple[str, ...]] = ("last",)
 
@@ -70,6 +75,12 @@ class AudioTower(nn.Module):
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    @property
+    def attention_seconds(self) -> float:
+        """The span the encoder attends within (its attention window): windows of a long file are cut at
+        multiples of it, so every token sees the context it sees when the file is encoded whole."""
+        return 30.0
 
 
 class TokenCache:
@@ -155,6 +166,9 @@ class _PackedOmniTower(AudioTower):
 class Qwen25OmniTower(_PackedOmniTower):
     kind = "qwen2_5_omni"
     tokens_per_second = 25.0
+    # Qwen2_5OmniProcessor pads to max_length and truncates there: 300 s (chunk_length of the published
+    # preprocessor_config.json), so each 300 s window is exactly one processor call.
+    context_seconds = 300.0
 
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__(encoder)
@@ -168,10 +182,22 @@ class Qwen25OmniTower(_PackedOmniTower):
         after_conv = (lengths - 1) // 2 + 1
         return (after_conv - 2) // 2 + 1
 
+    @property
+    def attention_seconds(self) -> float:
+        return 2 * int(self.config.n_window) / 100.0  # attention per chunk of 2 * n_window frames (2 s)
+
 
 class Qwen3OmniTower(_PackedOmniTower):
     kind = "qwen3_omni"
     tokens_per_second = 13.0
+    # Qwen3OmniMoeProcessor (transformers 5.x) featurises the whole file (padding=True, truncation=False)
+    # and the encoder attends in n_window_infer windows (8 s) across it.
+    context_seconds = None
+    log_mel_floor = "file"
+
+    @property
+    def attention_seconds(self) -> float:
+        return int(self.config.n_window_infer) / 100.0
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import (
