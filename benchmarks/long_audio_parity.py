@@ -24,16 +24,16 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import numpy as np
 import torch
 
 from _common import base_parser, machine, set_threads, table, write_json
-from audiovec.audio import SAMPLE_RATE, window_spans
+from audiovec.audio import SAMPLE_RATE
 from audiovec.testing import (
     OMNI_KINDS,
     embedder_from_thinker,
     thinker_reference,
     tiny_thinker,
+    tower_tokens,
     varying_speech,
 )
 
@@ -51,19 +51,6 @@ def policies(kind: str) -> dict[str, dict[str, Any]]:
         out["32s/file"] = dict(window_seconds=32.0, log_mel_floor="file")
     out["policy"] = {}
     return out
-
-
-@torch.no_grad()
-def tower_tokens(model: Any, wave: np.ndarray) -> torch.Tensor:
-    """Our tower's tokens for a whole waveform: each window's valid tokens, in order."""
-    spans = window_spans(wave.shape[0], model.config.window_seconds)
-    peak = model.file_peak(wave, spans)
-    parts = []
-    for start, end in spans:
-        feats = model.featurize([wave[start:end]], [peak])
-        tokens, mask = model.tower(feats["features"], feats["lengths"])
-        parts.append(tokens[mask])
-    return torch.cat(parts)
 
 
 def token_stats(ours: torch.Tensor, ref: torch.Tensor) -> dict[str, Any]:

@@ -352,9 +352,9 @@ def test_indexing_streams_windows_batch_by_batch(model, long_file, tmp_path, mon
             events.append(("yielded", 1))
             yield window
 
-    def counting_embed(model_, waves, batch_size=16):
+    def counting_embed(model_, waves, batch_size=16, peak=None):
         events.append(("embedded", len(waves)))
-        return real_embed(model_, waves, batch_size)
+        return real_embed(model_, waves, batch_size, peak)
 
     monkeypatch.setattr(index_module, "iter_windows", counting_windows)
     monkeypatch.setattr(index_module, "embed_windows", counting_embed)
@@ -416,9 +416,9 @@ def test_non_finite_window_vectors_fail_the_file_without_rows(model, clips, long
     real = index_module.embed_windows
     calls: list[int] = []
 
-    def nan_second_batch(model_, waves, batch_size=16):
+    def nan_second_batch(model_, waves, batch_size=16, peak=None):
         calls.append(len(waves))
-        out = real(model_, waves, batch_size)
+        out = real(model_, waves, batch_size, peak)
         return np.full_like(out, np.nan) if len(calls) == 2 else out
 
     monkeypatch.setattr(index_module, "embed_windows", nan_second_batch)

@@ -631,10 +631,11 @@ class AudioTextEmbedder(nn.Module):
 
     # ------------------------------------------------------------------------------ windows of long audio
     def windows_per_batch(self, batch_size: int, window_seconds: float | None = None) -> int:
-        """Windows a streaming pass reads per batch: ``batch_size`` counts 30 s windows, so longer windows
-        (Qwen-Omni towers) come fewer at a time and a batch holds as much audio as before, at least one."""
+        """Windows a streaming pass reads per batch: ``batch_size``, fewer for windows over 30 s (Qwen-Omni
+        towers) so that a batch holds no more audio than ``batch_size`` 30 s windows; at least one."""
         window_s = float(window_seconds or self.config.window_seconds)
-        return max(1, int(max(1, batch_size) * BATCH_WINDOW_SECONDS // max(window_s, 1e-9)))
+        batch_size = max(1, batch_size)
+        return max(1, min(batch_size, int(batch_size * BATCH_WINDOW_SECONDS // max(window_s, 1e-9))))
 
     def file_peak(self, wave: np.ndarray, spans: Sequence[tuple[int, int]]) -> float | None:
         """The log-mel peak a decoded file's windows are floored at: ``None`` (each window its own) unless

@@ -470,6 +470,22 @@ def thinker_reference(thinker: torch.nn.Module, kind: str, wave: Any) -> tuple[A
     return vector.numpy(), tokens
 
 
+@torch.no_grad()
+def tower_tokens(model: AudioTextEmbedder, wave: Any) -> torch.Tensor:
+    """The tower tokens ``encode_audio`` computes for one 16 kHz waveform: each window's valid tokens (the
+    model's windows and log-mel floor), in order: comparable token for token with the reference's."""
+    from audiovec.audio import window_spans
+
+    spans = window_spans(len(wave), model.config.window_seconds)
+    peak = model.file_peak(wave, spans)
+    parts = []
+    for start, end in spans:
+        features = model.featurize([wave[start:end]], [peak])
+        tokens, mask = model.tower(features["features"], features["lengths"])
+        parts.append(tokens[mask])
+    return torch.cat(parts)
+
+
 def embedder_from_thinker(thinker: torch.nn.Module, kind: str, **kwargs: Any) -> AudioTextEmbedder:
     """An :class:`AudioTextEmbedder` sharing the thinker's audio tower and LLM, with the identity projector
     compose gives when the widths agree: what composing the omni checkpoint with itself builds."""
