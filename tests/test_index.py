@@ -374,8 +374,10 @@ def test_indexing_streams_windows_batch_by_batch(model, long_file, tmp_path, mon
     windows = list(real_windows(str(long_file), 1.0))
     assert [(r["start"], r["end"]) for r in rows] == [(s, e) for s, e, _ in windows]
     assert {r["n_windows"] for r in rows} == {7}
+    peak = model.stream_peak(str(long_file), 1.0)  # floored at the file's peak, as encode_audio does
+    assert model.config.log_mel_floor == "file" and peak is not None
     np.testing.assert_allclose(
-        [r["vector"] for r in rows], real_embed(model, [w for *_, w in windows]), atol=1e-6
+        [r["vector"] for r in rows], real_embed(model, [w for *_, w in windows], peak=peak), atol=1e-6
     )
 
 
