@@ -6,17 +6,22 @@ Qwen3-Omni takes the whole file), the thinker's ``get_audio_features`` and its L
 an audio-only prompt), mean-pooled and normalised. audiovec is the same tower and LLM with the identity
 projector (what composing the checkpoint with itself gives), run under several window policies:
 
-- ``30s/window``: every file cut in 30 s windows, each floored at its own log-mel peak (audiovec < 0.2),
+- ``30s/window``: every file cut in 30 s windows, each floored at its own log-mel peak (audiovec before
+  the per-tower policy),
 - ``30s/file``: the same windows floored at the file's peak (isolates the floor),
 - ``32s/file``: windows at a multiple of Qwen3-Omni's 8 s attention window (isolates the alignment),
 - ``policy``: the tower's window policy (``audiovec.model.window_policy``: 300 s / whole file up to 600 s).
 
 Columns: ``vec_gap`` = 1 − cosine of our final vector and the reference's; ``clip_gap`` = the same between
 the references of two different clips of that length (the tiny random models put every vector within ~1e-4
-of every other, so a gap means something only next to it); ``tok_rel_max``, the largest relative difference
+of every other, Qwen3-Omni's within float32 rounding, so a gap means something only next to it);
+``vec_share`` = |ours − ref| / |ref − the other clip's ref|, the gap as a share of that spread (over 1: the
+window policy moves the vector further than another recording does); ``tok_rel_max``, the largest relative difference
 |ours − ref| / |ref| of a tower token; ``tok_off``, the share of tokens that differ beyond float noise
-(relative difference over 1e-6): the tokens that saw other context or other features than in the reference. The clips are real speech (FSDD, 8 kHz: the upper mel bins are empty, so the floor matters) whose
-level changes every 10 s over 30 dB, as a recording with loud and quiet passages.
+(relative difference over 1e-6): the tokens that saw other context or other features than in the
+reference. The clips are real speech (FSDD, 8 kHz: the upper mel bins are empty, so the floor matters) whose
+level changes every 25 s over 30 dB (``audiovec.testing.varying_speech``), as a recording with loud and
+quiet passages. Results: ``benchmarks/results/long_audio.json``; summary in docs/long-audio.md.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import numpy as np
 import torch
 
 from _common import base_parser, machine, set_threads, table, write_json
@@ -74,6 +80,7 @@ def measure(kind: str, lengths: tuple[int, ...]) -> list[dict[str, Any]]:
         ref, ref_tokens = thinker_reference(thinker, kind, wave)
         ref_other, _ = thinker_reference(thinker, kind, other)
         clip_gap = 1.0 - float(ref @ ref_other)
+        spread = float(np.linalg.norm(ref.astype(np.float64) - ref_other))
         for name, model in models.items():
             vec = model.encode_audio(wave, sample_rate=SAMPLE_RATE)
             row = {
@@ -85,6 +92,7 @@ def measure(kind: str, lengths: tuple[int, ...]) -> list[dict[str, Any]]:
                 "vec_cos": float(vec @ ref),
                 "vec_gap": 1.0 - float(vec @ ref),
                 "clip_gap": clip_gap,
+                "vec_share": float(np.linalg.norm(vec.astype(np.float64) - ref)) / spread,
                 **token_stats(tower_tokens(model, wave), ref_tokens),
             }
             rows.append(row)
@@ -110,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "floor",
         "vec_gap",
         "clip_gap",
+        "vec_share",
         "tok_rel_max",
         "tok_off",
     ]

@@ -158,3 +158,13 @@ def test_builtin_load(tmp_path: Path) -> None:
     assert all(_positive(v) for v in data["median_s"].values()) and _positive(
         data["ratio_builtin_over_folder"]
     )
+
+
+@pytest.mark.slow
+def test_long_audio_parity(tmp_path: Path) -> None:
+    data = run("long_audio_parity.py", tmp_path, "--towers", "qwen3_omni")
+    rows = {(r["seconds"], r["policy"]): r for r in data["rows"]}
+    assert set(rows) == {(s, p) for s in (20, 45) for p in ("30s/window", "30s/file", "32s/file", "policy")}
+    # the tower's policy is the reference at every length; 30 s windows only up to 30 s
+    assert all(rows[s, "policy"]["vec_share"] < 1e-2 and rows[s, "policy"]["tok_off"] == 0 for s in (20, 45))
+    assert rows[45, "30s/window"]["vec_share"] > 1 and rows[45, "30s/window"]["tok_off"] > 0.1

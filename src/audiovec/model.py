@@ -815,7 +815,7 @@ def length_batches(
 def window_policy(
     tower: AudioTower, backbone: nn.Module, projector_downsample: int = 1, projector_max_tokens: int = 0
 ) -> tuple[float, str]:
-    """``(window_seconds, log_mel_floor)`` that give what the tower's own model sees (docs/reliability.md).
+    """``(window_seconds, log_mel_floor)`` that give what the tower's own model sees (docs/long-audio.md).
 
     The window is the tower's reference span (Whisper 30 s; Qwen2.5-Omni 300 s, its processor's cap;
     Qwen3-Omni the whole file, here up to :data:`MAX_WINDOW_SECONDS`), shortened to what the backbone's
