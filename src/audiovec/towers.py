@@ -157,10 +157,12 @@ class _PackedOmniTower(AudioTower):
     """Shared logic of the Qwen omni encoders (packed input, per-clip windowed attention).
 
     The encoders' private helpers changed between transformers releases (``aftercnn_lens`` was required
-    by Qwen2.5-Omni's ``forward`` up to 5.8 and is optional since; Qwen3-Omni's module-level
+    by Qwen2.5-Omni's ``forward`` up to 5.8 and is optional since 5.9; Qwen3-Omni's module-level
     ``_get_feat_extract_output_lengths`` gained ``n_window`` only in 5.13), so the output lengths are
     computed here from the convolution arithmetic (tests check them against the module's real output) and
-    ``forward`` gets only the arguments its signature declares.
+    ``forward`` gets only the arguments its signature declares. transformers 5.9 is the minimum: before it,
+    Qwen3-Omni's audio attention ignored ``cu_seqlens`` outside flash attention (clips packed in one batch,
+    and the 8 s windows of one clip, attended to each other).
     """
 
     def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
