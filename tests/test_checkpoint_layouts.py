@@ -143,12 +143,12 @@ def test_peft_merged_model_composes_with_the_merged_weights(sources, tmp_path, h
         from audiovec.testing import tiny_tokenizer
 
         tiny_tokenizer().save_pretrained(tmp_path / "merged")
-    assert any(
-        k.startswith("thinker.model.language_model.")
-        for k in CheckpointReader(tmp_path / "merged").weight_map
-    )
+    llm_prefix = "thinker.model.language_model." if _NEW_NAMES else "thinker.model."
+    assert any(k.startswith(llm_prefix) for k in CheckpointReader(tmp_path / "merged").weight_map)
     model = compose(tmp_path / "merged", tmp_path / "merged", save=False).model
-    encoder, text = merged.thinker.model.audio_tower, merged.thinker.model.language_model
+    inner = merged.thinker.model if _NEW_NAMES else merged.thinker
+    encoder = inner.audio_tower
+    text = inner.language_model if _NEW_NAMES else merged.thinker.model
     for ours, theirs in ((model.tower.encoder, encoder), (model.backbone, text)):
         want = _state(theirs)
         got = _state(ours)
