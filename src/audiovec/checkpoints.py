@@ -155,10 +155,12 @@ def _describe(config: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------------------------- detection
 def _ct2(folder: Path) -> bool:
+    """A CTranslate2 Whisper folder; one of another CTranslate2 binary version is refused by its version."""
     try:
-        from audiovec.ct2_whisper import is_ct2_whisper_dir
+        from audiovec.ct2_whisper import is_ct2_whisper_dir, require_supported_ct2
     except ImportError:  # pragma: no cover - optional module
         return False
+    require_supported_ct2(folder)
     return is_ct2_whisper_dir(folder)
 
 
