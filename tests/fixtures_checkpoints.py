@@ -207,3 +207,69 @@ def save_all_sources(root: Path) -> dict[str, Path]:
         "enc3": save_standalone_encoder(root / "enc3", "qwen3_omni"),
         "bert": save_bert(root / "bert"),
     }
+
+
+# ------------------------------------------------------------------ transformers 5 names and state_dict dumps
+def save_new_names(source: Path, path: Path, cls_name: str) -> Path:
+    """``source`` loaded as ``cls_name`` and saved with ``save_pretrained(save_original_format=False)``:
+    transformers 5's in-memory names (``thinker.model.audio_tower.*``, ``model.language_model.*``, ...)."""
+    import transformers
+
+    model = getattr(transformers, cls_name).from_pretrained(source).eval()
+    model.save_pretrained(path, max_shard_size=SHARD, save_original_format=False)
+    tiny_tokenizer().save_pretrained(path)
+    return path
+
+
+def save_thinker25(path: Path, seed: int = 0) -> Path:
+    """A ``Qwen2_5OmniThinkerForConditionalGeneration`` alone (``model_type`` ``qwen2_5_omni_thinker``)."""
+    from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
+
+    visual = dict(
+        depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, fullatt_block_indexes=[0]
+    )  # fmt: skip
+    config = Qwen2_5OmniThinkerConfig(
+        audio_config=QWEN25_OMNI_AUDIO_TINY, vision_config=visual, text_config=OMNI25_TEXT
+    )
+    torch.manual_seed(seed)
+    return _save(Qwen2_5OmniThinkerForConditionalGeneration(config).eval(), path)
+
+
+def dump_state_dict(
+    model: torch.nn.Module, path: Path, *, pickle: bool = False, nest: str | None = None
+) -> Path:
+    """``model.state_dict()`` as it is (wrapper prefixes and all), next to the unwrapped model's config,
+    as training scripts dump it: ``model.safetensors`` (safetensors' ``save_file``) or, with ``pickle``,
+    ``pytorch_model.bin`` (``torch.save``; ``nest`` puts it under that key, as DeepSpeed's
+    ``mp_rank_00_model_states.pt`` does under ``module``)."""
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    inner = model
+    while hasattr(inner, "module") or hasattr(inner, "_orig_mod"):
+        inner = getattr(inner, "module", None) or inner._orig_mod
+    inner.config.save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    if pickle:
+        torch.save({nest: state, "optimizer": {}} if nest else state, path / "pytorch_model.bin")
+    else:
+        save_file(state, str(path / "model.safetensors"))
+    return path
+
+
+def peft_wrapped(model: torch.nn.Module, seed: int = 7) -> torch.nn.Module:
+    """``model`` under a LoRA adapter on the audio tower's and the LLM's q/v projections, with non-zero
+    adapter weights (so merging changes the weights)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=r".*(audio_tower|language_model).*\.(q_proj|v_proj)"
+    )
+    peft_model = get_peft_model(model, config)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.1)
+    return peft_model

@@ -156,3 +156,27 @@ def test_public_configs_load_with_transformers_and_have_public_sizes():
     assert detect_audio("public:Qwen3-Omni-30B-A3B").kind == "qwen3_omni"
     with pytest.raises(CheckpointError, match="available: Qwen2.5-0.5B"):
         public_config_dir("public:GPT-5")
+
+
+@pytest.mark.parametrize(
+    ("name", "d_model", "output_dim", "n_window"),
+    [
+        ("Qwen2.5-Omni-7B", 1280, 3584, 100),
+        ("Qwen2.5-Omni-3B", 1280, 2048, 100),
+        ("Qwen3-Omni-30B-A3B", 1280, 2048, 50),
+    ],
+)
+def test_shipped_configs_are_the_verbose_published_format_and_parse(name, d_model, output_dim, n_window):
+    """The published omni configs carry transformers 4.x's full key set on every sub-config (``bad_words_ids``,
+    ``id2label``, ``torch_dtype``, ...): detection must read the published values through them."""
+    raw = json.loads((public_config_dir(name) / "config.json").read_text())
+    audio_raw = raw["thinker_config"]["audio_config"]
+    for key in ("bad_words_ids", "id2label", "label2id", "torch_dtype", "task_specific_params"):
+        assert key in audio_raw and key in raw["thinker_config"]
+    audio = detect_audio(f"public:{name}")
+    assert (audio.config["d_model"], audio.config["output_dim"], audio.config["n_window"]) == (
+        d_model, output_dim, n_window,
+    )  # fmt: skip
+    if name.startswith("Qwen2.5"):
+        llm = detect_llm(f"public:{name}")
+        assert llm.config["hidden_size"] == output_dim and llm.config["rope_theta"] == 1e6

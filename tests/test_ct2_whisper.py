@@ -336,3 +336,27 @@ def test_batched_short_forward_equals_solo_runs(tiny_en_encoder):
             torch.testing.assert_close(batched[i, : solo.shape[0]], solo, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="3000"):
         whisper_encoder_forward_short(encoder, torch.zeros(1, 80, 3002))
+
+
+@pytest.mark.parametrize("version", [1, 3, 5])
+def test_older_binary_version_names_the_version_found_and_the_supported_one(tmp_path, tiny_en, version):
+    """A folder converted by an older ctranslate2 is refused by its binary version, not as an unknown model."""
+    from audiovec.checkpoints import detect_audio
+    from audiovec.compose import compose
+
+    folder = tmp_path / "old-ct2"
+    folder.mkdir()
+    (folder / "config.json").write_text(
+        (tiny_en / "config.json").read_text()
+    )  # decoding hints, no model_type
+    body = (tiny_en / "model.bin").read_bytes()[4:]
+    if version < 2:  # before binary version 2 there was no spec name and no revision
+        spec_len = struct.unpack("<H", body[:2])[0]
+        body = body[2 + spec_len + 4 :]
+    (folder / "model.bin").write_bytes(struct.pack("<I", version) + body)
+    found = f"binary version {version};"
+    with pytest.raises(CheckpointError, match=re.escape(found) + ".*reads binary version 6") as err:
+        detect_audio(folder)
+    assert "model_type" not in str(err.value) and "re-convert" in str(err.value)
+    with pytest.raises(CheckpointError, match=re.escape(found)):
+        compose(folder, tmp_path / "nowhere", save=False)

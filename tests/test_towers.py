@@ -92,6 +92,28 @@ def test_tower_matches_thinker_audio_path(fsdd_clips, kind, make_thinker):
     assert int(rate) == {"qwen2_5_omni": 250, "qwen3_omni": 130}[kind]
 
 
+# Qwen3-Omni's encoder itself assumes 13 tokens per full chunk (its n_window is 50 in every published config)
+@pytest.mark.parametrize(
+    ("kind", "n_window"), [("qwen2_5_omni", 100), ("qwen2_5_omni", 25), ("qwen3_omni", 50)]
+)
+def test_omni_output_lengths_are_what_the_encoder_returns(kind, n_window):
+    """The towers compute their token counts themselves (transformers' private length helpers changed
+    signature across 5.x): the formula must give exactly the tokens the real encoder returns, at window-chunk
+    boundaries and off them."""
+    from audiovec.towers import build_tower
+
+    config = dict(
+        QWEN25_OMNI_AUDIO_TINY if kind == "qwen2_5_omni" else QWEN3_OMNI_AUDIO_TINY, n_window=n_window
+    )
+    tower = build_tower(kind, config).eval()
+    chunk = 2 * n_window
+    for length in (1, 2, 3, 7, chunk - 1, chunk, chunk + 1, 3 * chunk, 5 * chunk + 13, 1234):
+        features = torch.randn(1, 128, length)
+        with torch.no_grad():
+            tokens, mask = tower(features, torch.tensor([length]))
+        assert int(mask.sum()) == int(tower.output_lengths(torch.tensor([length]))), length
+
+
 @pytest.mark.parametrize("kind", ["qwen2_5_omni", "qwen3_omni", "whisper"])
 def test_tower_batch_invariance(fsdd_clips, kind):
     tower = tiny_tower(kind)

@@ -7,6 +7,14 @@ folder. :func:`detect_audio` / :func:`detect_llm` read ``config.json`` alone and
 or the language model lives (its config and its key prefix); :class:`CheckpointReader` opens shards lazily
 and records which ones it opened, so callers (and tests) can check that the visual tower, the talker or an
 unused LLM were never touched.
+
+Key names: the published layouts (``thinker.audio_tower.*``, ``thinker.model.*``, ``audio_tower.*``,
+``language_model.model.*``) and transformers 5's in-memory names, which ``save_pretrained(...,
+save_original_format=False)``, PEFT-merged models and raw ``state_dict`` dumps (FSDP full state dicts,
+DeepSpeed ``zero_to_fp32``) carry (``thinker.model.audio_tower.*``, ``thinker.model.language_model.*``,
+``model.audio_tower.*``, ``model.language_model.*``), are all candidates; so are the leading prefixes that
+wrappers add to a dumped ``state_dict`` (``module.`` from DDP / DeepSpeed engines / ``DataParallel``,
+``_orig_mod.`` from ``torch.compile``).
 """
 
 from __future__ import annotations
@@ -37,6 +45,10 @@ TOKENIZER_FILES = (
 )  # fmt: skip
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # config keys that describe a saved object rather than the architecture; dropped from component configs
+# leading prefixes that wrappers add to a dumped state_dict (DDP / DeepSpeed engine / DataParallel, torch.compile)
+WRAPPER_PREFIXES = ("", "module.", "_orig_mod.", "module._orig_mod.", "_orig_mod.module.")
+# parameter names only an unmerged PEFT (LoRA, ...) model has
+_PEFT_MARKERS = (".lora_A.", ".lora_B.", ".lora_embedding_A", ".base_layer.", ".lora_magnitude_vector")
 _BOOKKEEPING = ("architectures", "transformers_version", "auto_map", "_name_or_path", "_commit_hash")
 
 
@@ -108,6 +120,12 @@ def read_config(folder: Path) -> dict[str, Any]:
     file = folder / CONFIG_NAME
     if not file.is_file():
         found = sorted(p.name for p in folder.iterdir())[:12] if folder.is_dir() else []
+        if (folder / "adapter_config.json").is_file():
+            raise CheckpointError(
+                f"{folder}: a PEFT adapter (adapter_config.json), not a checkpoint; merge it into its base "
+                "model first (PeftModel.from_pretrained(base, folder).merge_and_unload().save_pretrained(out)) "
+                "and pass that folder"
+            )
         raise CheckpointError(
             f"{folder}: no {CONFIG_NAME} (found: {', '.join(found) or 'nothing'}); a checkpoint folder in "
             "Hugging Face layout is needed"
@@ -137,10 +155,12 @@ def _describe(config: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------------------------- detection
 def _ct2(folder: Path) -> bool:
+    """A CTranslate2 Whisper folder; one of another CTranslate2 binary version is refused by its version."""
     try:
-        from audiovec.ct2_whisper import is_ct2_whisper_dir
+        from audiovec.ct2_whisper import is_ct2_whisper_dir, require_supported_ct2
     except ImportError:  # pragma: no cover - optional module
         return False
+    require_supported_ct2(folder)
     return is_ct2_whisper_dir(folder)
 
 
@@ -148,6 +168,18 @@ def _sub(config: dict[str, Any], *keys: str) -> dict[str, Any]:
     for key in keys:
         config = config.get(key) or {}
     return config
+
+
+# Where each layout keeps its audio tower: the published (original) names first, then transformers 5's
+# in-memory names (save_original_format=False, PEFT-merged, FSDP / DeepSpeed and raw state_dict dumps).
+OMNI_AUDIO = ("thinker.audio_tower.", "thinker.model.audio_tower.")
+THINKER_AUDIO = ("audio_tower.", "model.audio_tower.", *OMNI_AUDIO)
+STANDALONE_AUDIO = ("", "audio_tower.", "model.audio_tower.")
+# ... and its language model
+OMNI_LLM = ("thinker.model.", "thinker.model.language_model.")
+THINKER_LLM = ("model.", "model.language_model.", *OMNI_LLM)
+# Qwen2-Audio: published, transformers 5 in-memory, and what save_pretrained of transformers 5.10-5.22 writes
+QWEN2_AUDIO_LLM = ("language_model.model.", "model.language_model.", "language_model.model.model.")
 
 
 def detect_audio(src: str | os.PathLike) -> Component:
@@ -161,26 +193,20 @@ def detect_audio(src: str | os.PathLike) -> Component:
         "audio", folder, layout, kind, _clean(cfg), prefixes, skipped, note, hub
     )
     if mt == "qwen2_5_omni":
-        return make(
-            mt, "qwen2_5_omni", _sub(config, "thinker_config", "audio_config"), ("thinker.audio_tower.",)
-        )
+        return make(mt, "qwen2_5_omni", _sub(config, "thinker_config", "audio_config"), OMNI_AUDIO)
     if mt == "qwen2_5_omni_thinker":
-        return make(
-            mt, "qwen2_5_omni", _sub(config, "audio_config"), ("audio_tower.", "thinker.audio_tower.")
-        )
+        return make(mt, "qwen2_5_omni", _sub(config, "audio_config"), THINKER_AUDIO)
     if mt == "qwen3_omni_moe":
-        return make(
-            mt, "qwen3_omni", _sub(config, "thinker_config", "audio_config"), ("thinker.audio_tower.",)
-        )
+        return make(mt, "qwen3_omni", _sub(config, "thinker_config", "audio_config"), OMNI_AUDIO)
     if mt == "qwen3_omni_moe_thinker":
-        return make(mt, "qwen3_omni", _sub(config, "audio_config"), ("audio_tower.", "thinker.audio_tower."))
+        return make(mt, "qwen3_omni", _sub(config, "audio_config"), THINKER_AUDIO)
     if mt == "qwen2_5_omni_audio_encoder":
-        return make("standalone", "qwen2_5_omni", config, ("", "audio_tower."))
+        return make("standalone", "qwen2_5_omni", config, STANDALONE_AUDIO)
     if mt == "qwen3_omni_moe_audio_encoder":
-        return make("standalone", "qwen3_omni", config, ("", "audio_tower."))
+        return make("standalone", "qwen3_omni", config, STANDALONE_AUDIO)
     if mt in ("qwen2_audio", "qwen2_audio_encoder"):
         enc = _sub(config, "audio_config") if mt == "qwen2_audio" else config
-        prefixes = ("audio_tower.",) if mt == "qwen2_audio" else ("", "audio_tower.")
+        prefixes = ("audio_tower.", "model.audio_tower.") if mt == "qwen2_audio" else STANDALONE_AUDIO
         return make(mt, "whisper", _qwen2_audio_as_whisper(enc), prefixes, note=QWEN2_AUDIO_NOTE)
     if mt == "whisper":
         return make(mt, "whisper", config, ("model.encoder.", "encoder."))
@@ -239,8 +265,8 @@ def detect_llm(src: str | os.PathLike) -> Component:
             if mt == "qwen2_5_omni"
             else _sub(config, "text_config")
         )
-        prefixes = ("thinker.model.",) if mt == "qwen2_5_omni" else ("model.", "thinker.model.")
-        skipped = ("thinker.lm_head.",) if mt == "qwen2_5_omni" else ("lm_head.",)
+        prefixes = OMNI_LLM if mt == "qwen2_5_omni" else THINKER_LLM
+        skipped = ("thinker.lm_head.",) if mt == "qwen2_5_omni" else ("lm_head.", "thinker.lm_head.")
         note = "the thinker's LLM is a Qwen2 decoder with multimodal RoPE; with text-only (1-D) positions it is a plain Qwen2Model"
         return Component("llm", folder, mt, "qwen2", omni_text_as_qwen2(text), prefixes, skipped, note, hub)
     if mt == "qwen2_audio":
@@ -249,8 +275,8 @@ def detect_llm(src: str | os.PathLike) -> Component:
         if text["model_type"] not in LLM_TYPES:
             raise CheckpointError(f"{folder}: Qwen2-Audio text model {text['model_type']!r} is not supported")
         return Component(
-            "llm", folder, mt, text["model_type"], _clean(text), ("language_model.model.",),
-            ("language_model.lm_head.",), hub_id=hub,
+            "llm", folder, mt, text["model_type"], _clean(text), QWEN2_AUDIO_LLM,
+            ("language_model.lm_head.", "lm_head."), hub_id=hub,
         )  # fmt: skip
     if mt in ("qwen3_omni_moe", "qwen3_omni_moe_thinker"):
         raise CheckpointError(
@@ -371,8 +397,16 @@ class CheckpointReader:
                 handle = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
             except Exception as exc:  # noqa: BLE001
                 raise CheckpointError(f"{file}: unreadable pickle weights ({exc})") from None
+            handle = _state_dict_of(handle, file)
         self._handles[name] = handle
         return handle
+
+    def storage_dtype(self, key: str) -> torch.dtype:
+        """The dtype ``key`` is stored in (read from the safetensors header, no tensor data)."""
+        handle = self._open(self.weight_map[key])
+        if isinstance(handle, dict):
+            return handle[key].dtype if handle[key].is_floating_point() else torch.float32
+        return _SAFETENSORS_DTYPES.get(handle.get_slice(key).get_dtype(), torch.float32)
 
     # -- queries
     def __contains__(self, key: str) -> bool:
@@ -404,16 +438,65 @@ class CheckpointReader:
         self._handles.clear()
 
 
+def candidate_prefixes(comp: Component) -> list[str]:
+    """Every key prefix ``comp`` may have: its layout's prefixes, each also behind a wrapper prefix."""
+    return [wrapper + prefix for wrapper in WRAPPER_PREFIXES for prefix in comp.prefixes]
+
+
+_SAFETENSORS_DTYPES = {
+    "F32": torch.float32,
+    "BF16": torch.bfloat16,
+    "F16": torch.float16,
+    "F64": torch.float64,
+}
+# where training frameworks nest the model's state_dict in a saved dict (DeepSpeed's mp_rank_00_model_states.pt
+# under "module", Lightning and many scripts under "state_dict", others under "model")
+_NESTED_STATE = ("module", "state_dict", "model")
+
+
+def _state_dict_of(obj: Any, file: Path) -> dict[str, torch.Tensor]:
+    """The ``name -> tensor`` dict a pickle holds, directly or nested one level (see ``_NESTED_STATE``)."""
+
+    def is_state(d: Any) -> bool:
+        return (
+            isinstance(d, dict)
+            and bool(d)
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
+        )
+
+    if is_state(obj):
+        return obj
+    if isinstance(obj, dict):
+        for key in _NESTED_STATE:
+            if is_state(obj.get(key)):
+                return obj[key]
+        top = ", ".join(repr(k) for k in list(obj)[:8])
+        raise CheckpointError(
+            f"{file}: not a state dict of tensors (top-level keys: {top or 'none'}); expected name -> tensor, "
+            f"or one nested under {', '.join(repr(k) for k in _NESTED_STATE)}"
+        )
+    raise CheckpointError(f"{file}: holds a {type(obj).__name__}, not a state dict of tensors")
+
+
 def pick_prefix(reader: CheckpointReader, comp: Component, probe: Iterable[str]) -> str:
-    """The first of ``comp.prefixes`` under which the checkpoint holds the probe names."""
+    """The first candidate prefix (:func:`candidate_prefixes`) under which the checkpoint holds the probe
+    names; a clear error for unmerged PEFT weights or for keys under none of them."""
     probe = list(probe)
-    for prefix in comp.prefixes:
+    keys = reader.weight_map
+    peft = next((k for k in keys if any(m in k for m in _PEFT_MARKERS)), None)
+    if peft is not None:
+        raise CheckpointError(
+            f"{comp.path}: holds unmerged PEFT adapter weights (e.g. {peft!r}), not a model's own weights; "
+            "merge them first (peft_model.merge_and_unload().save_pretrained(out)) and pass that folder"
+        )
+    for prefix in candidate_prefixes(comp):
         if any(prefix + name in reader for name in probe[:8]):
             return prefix
-    sample = ", ".join(list(reader.weight_map)[:5])
+    sample = ", ".join(list(keys)[:5])
     raise CheckpointError(
         f"{comp.path}: found no {comp.role} weights under {' or '.join(repr(p) for p in comp.prefixes)} "
-        f"(layout {comp.layout}; first keys: {sample})"
+        f"(also tried behind {', '.join(repr(w) for w in WRAPPER_PREFIXES if w)}; layout {comp.layout}; "
+        f"probed {probe[0]!r}; first keys: {sample or 'none'})"
     )
 
 

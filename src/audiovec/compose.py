@@ -43,12 +43,6 @@ from audiovec.prune import layer_prefix, pruned_config, renumber, select_layers
 
 REPORT_NAME = "compose_report.json"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-_SAFETENSORS_DTYPES = {
-    "F32": torch.float32,
-    "BF16": torch.bfloat16,
-    "F16": torch.float16,
-    "F64": torch.float64,
-}
 
 
 @dataclass
@@ -265,14 +259,6 @@ class _Copier:
                 self.parameters += dest.numel()
 
 
-def _storage_dtype(reader: CheckpointReader, key: str) -> torch.dtype:
-    name = reader.weight_map[key]
-    handle = reader._open(name)
-    if isinstance(handle, dict):
-        return handle[key].dtype if handle[key].is_floating_point() else torch.float32
-    return _SAFETENSORS_DTYPES.get(handle.get_slice(key).get_dtype(), torch.float32)
-
-
 def _load_tokenizer(text: Component) -> Any:
     from audiovec.model import load_tokenizer
 
@@ -297,7 +283,7 @@ def _compose(
     llm_reader = CheckpointReader.for_component(text, allow_pickle=allow_pickle)
     probe = _backbone_probe(backbone_config)
     llm_prefix = pick_prefix(llm_reader, text, probe)
-    dtype = DTYPES[dtype_name] if dtype_name else _storage_dtype(llm_reader, llm_prefix + probe[0])
+    dtype = DTYPES[dtype_name] if dtype_name else llm_reader.storage_dtype(llm_prefix + probe[0])
 
     backbone_config = {k: v for k, v in backbone_config.items() if k != "torch_dtype"}
     backbone_config["dtype"] = str(dtype).removeprefix("torch.")

@@ -175,6 +175,39 @@ def read_ct2_variables(path: str | Path, *, dequantize: bool = True) -> dict[str
     return _dequantize(variables) if dequantize else variables
 
 
+def ct2_header(path: str | Path) -> tuple[int, str] | None:
+    """``(binary version, spec name)`` when ``path`` (a folder or its ``model.bin``) starts like a CTranslate2
+    model of any binary version, else ``None``. Versions before 2 record no spec name (``""``); folders of
+    another version are recognised here so that they are refused by their version, not as unknown models."""
+    file = _model_bin(path)
+    try:
+        with file.open("rb") as handle:
+            head = handle.read(4 + 2 + 256)
+    except OSError:
+        return None
+    reader = _Reader(head, file)
+    try:
+        version = reader.unpack("I", "the binary version")
+        if not 1 <= version <= 64:  # not a CTranslate2 file (e.g. a PyTorch pickle also named model.bin)
+            return None
+        spec = reader.string("the spec name") if version >= 2 else ""
+    except CheckpointError:
+        return None
+    return (version, spec) if spec.isidentifier() or not spec else None
+
+
+def require_supported_ct2(path: str | Path) -> None:
+    """Refuse a CTranslate2 model of another binary version, naming the version found and the one read here."""
+    header = ct2_header(path)
+    if header is not None and header[0] != BINARY_VERSION:
+        version, spec = header
+        raise CheckpointError(
+            f"{_model_bin(path)}: a CTranslate2 model ({spec or 'no spec name'}) of binary version {version}; "
+            f"audiovec reads binary version {BINARY_VERSION} only: re-convert it with a current ctranslate2 "
+            "(ct2-transformers-converter --model openai/whisper-...), or pass the Hugging Face Whisper folder"
+        )
+
+
 def is_ct2_whisper_dir(path: str | Path) -> bool:
     """True when ``path`` is a folder with a CTranslate2 ``model.bin`` whose spec is ``WhisperSpec``."""
     file = Path(path) / "model.bin"

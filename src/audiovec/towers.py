@@ -14,6 +14,7 @@ names under it) and turns a padded batch ``features (B, n_mels, T), lengths (B,)
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
 import torch
@@ -150,14 +151,49 @@ def _unpack(packed: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, 
     return out, mask
 
 
+def _forward_parameters(module: nn.Module) -> frozenset[str]:
+    """The keyword names ``module.forward`` declares (its ``**kwargs`` excluded)."""
+    params = inspect.signature(module.forward).parameters.values()
+    return frozenset(p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+
+
+def _conv_out(lengths: Any, convs: int) -> Any:
+    """Frames left after ``convs`` convolutions of kernel 3, stride 2, padding 1 (0 stays 0)."""
+    for _ in range(convs):
+        lengths = (lengths - 1) // 2 + 1
+    return lengths
+
+
 class _PackedOmniTower(AudioTower):
-    """Shared logic of the Qwen omni encoders (packed input, per-clip windowed attention)."""
+    """Shared logic of the Qwen omni encoders (packed input, per-clip windowed attention).
+
+    The encoders' private helpers changed between transformers releases (``aftercnn_lens`` was required
+    by Qwen2.5-Omni's ``forward`` up to 5.8 and is optional since 5.9; Qwen3-Omni's module-level
+    ``_get_feat_extract_output_lengths`` gained ``n_window`` only in 5.13), so the output lengths are
+    computed here from the convolution arithmetic (tests check them against the module's real output) and
+    ``forward`` gets only the arguments its signature declares. transformers 5.9 is the minimum: before it,
+    Qwen3-Omni's audio attention ignored ``cu_seqlens`` outside flash attention (clips packed in one batch,
+    and the 8 s windows of one clip, attended to each other).
+    """
 
     def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = lengths.to(features.device)
         packed = _pack(features, lengths).to(self._dtype())
-        out = self.encoder(input_features=packed, feature_lens=lengths).last_hidden_state
-        return _unpack(out, self.output_lengths(lengths))
+        kwargs = {"input_features": packed, "feature_lens": lengths}
+        if "aftercnn_lens" in _forward_parameters(self.encoder):
+            kwargs["aftercnn_lens"] = self.after_cnn_lengths(lengths)
+        out = self.encoder(**kwargs).last_hidden_state
+        out_lengths = self.output_lengths(lengths)
+        if out.shape[0] != int(out_lengths.sum()):
+            raise RuntimeError(
+                f"the {type(self.encoder).__name__} of this transformers version returned {out.shape[0]} "
+                f"tokens where the {self.kind} length formula gives {int(out_lengths.sum())}; please report it"
+            )
+        return _unpack(out, out_lengths)
+
+    def after_cnn_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """What the thinker passes as ``aftercnn_lens`` (the frames after the convolutions, per clip)."""
+        raise NotImplementedError
 
     def _dtype(self) -> torch.dtype:
         return next(self.encoder.parameters()).dtype
@@ -178,9 +214,12 @@ class Qwen25OmniTower(_PackedOmniTower):
         if bos_eos is not None:
             bos_eos.requires_grad_(False)
 
+    def after_cnn_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return _conv_out(lengths, 1)  # conv1 keeps the rate, conv2 halves it
+
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        after_conv = (lengths - 1) // 2 + 1
-        return (after_conv - 2) // 2 + 1
+        # the 2x average pooling after the layers (kernel 2, stride 2, no padding)
+        return (self.after_cnn_lengths(lengths) - 2) // 2 + 1
 
     @property
     def attention_seconds(self) -> float:
@@ -199,12 +238,14 @@ class Qwen3OmniTower(_PackedOmniTower):
     def attention_seconds(self) -> float:
         return int(self.config.n_window_infer) / 100.0
 
-    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import (
-            _get_feat_extract_output_lengths,
-        )
+    def after_cnn_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return self.output_lengths(lengths)
 
-        return _get_feat_extract_output_lengths(lengths, n_window=self.config.n_window)
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        # each chunk of 2 * n_window frames goes through three stride-2 convolutions on its own
+        chunk = 2 * int(self.config.n_window)
+        per_chunk = int(_conv_out(chunk, 3))
+        return (lengths // chunk) * per_chunk + _conv_out(lengths % chunk, 3)
 
 
 class WhisperTower(AudioTower):
