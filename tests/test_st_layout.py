@@ -186,3 +186,13 @@ def test_pool_matches_the_sentence_transformers_pooling_module(mode, side) -> No
     reference = st_modules.Pooling(8, pooling_mode=mode)(features)["sentence_embedding"]
     ours = pool(hidden, mask, {"lasttoken": "last"}.get(mode, mode))
     torch.testing.assert_close(ours, reference)
+
+
+def test_the_builtin_model_text_path_is_all_minilm_l6_v2_long_texts_included() -> None:
+    """The built-in model keeps MiniLM's text path frozen, so its text vectors are MiniLM's, truncated at 256."""
+    from audiovec.pretrained import DEFAULT_MODEL
+
+    model = AudioTextEmbedder.from_pretrained(DEFAULT_MODEL)
+    assert model.config.text_max_length == 256
+    texts = SHORT + LONG
+    np.testing.assert_allclose(model.encode_text(texts), _reference(_minilm(), texts), atol=2e-5)
