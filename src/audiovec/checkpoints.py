@@ -19,6 +19,7 @@ wrappers add to a dumped ``state_dict`` (``module.`` from DDP / DeepSpeed engine
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -60,7 +61,8 @@ class Component:
     tower kind (audio) or the transformers ``model_type`` of the base model (LLM); ``config`` is the
     component's own transformers config dict; ``prefixes`` are the key prefixes it may have in the weights,
     most likely first; ``skipped`` are prefixes of tensors that belong to this model but are not kept
-    (an LM head, a BERT pooler) and are reported as skipped rather than ignored silently.
+    (an LM head, a BERT pooler) and are reported as skipped rather than ignored silently; ``text_options``
+    is what a sentence-transformers folder says about the text path (see :mod:`audiovec.st_layout`).
     """
 
     role: str
@@ -72,6 +74,7 @@ class Component:
     skipped: tuple[str, ...] = ()
     note: str = ""
     hub_id: str | None = None
+    text_options: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------- resolving
@@ -248,8 +251,22 @@ LLM_TYPES = {
 
 
 def detect_llm(src: str | os.PathLike) -> Component:
-    """Locate the language model of a source (a causal LM, an omni thinker's LLM, a BERT-family encoder)."""
+    """Locate the language model of a source (a causal LM, an omni thinker's LLM, a BERT-family encoder).
+
+    In a sentence-transformers folder the transformer may sit in a subfolder (``0_Transformer/``); its
+    pooling mode and ``max_seq_length`` come back in ``text_options``.
+    """
+    from audiovec.st_layout import read_st_layout
+
     folder, hub = resolve_source(src)
+    st = read_st_layout(folder)
+    if st is None:
+        return _llm_component(folder, hub)
+    comp = _llm_component(st.transformer, hub)
+    return dataclasses.replace(comp, text_options={"sentence_transformers": st.to_json()})
+
+
+def _llm_component(folder: Path, hub: str | None) -> Component:
     if _ct2(folder):
         raise CheckpointError(
             f"{folder}: a CTranslate2 Whisper folder holds no language model usable as a backbone"
@@ -323,11 +340,13 @@ class CheckpointReader:
         fetch = None
         if comp.hub_id:
             hub_id = comp.hub_id
+            sub = comp.text_options.get("sentence_transformers", {}).get("transformer", ".")  # 0_Transformer/
+            prefix = "" if sub == "." else f"{sub}/"
 
             def fetch(name: str) -> Path:
                 from huggingface_hub import hf_hub_download
 
-                return Path(hf_hub_download(hub_id, name))
+                return Path(hf_hub_download(hub_id, prefix + name))
 
         return cls(comp.path, allow_pickle=allow_pickle, fetch=fetch)
 

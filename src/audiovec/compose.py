@@ -65,13 +65,14 @@ def compose(
     layer_strategy: str = "first",
     dtype: str | None = None,
     dry_run: bool = False,
-    pooling: str = "mean",
+    pooling: str | None = None,
     projector_downsample: int = 1,
     projector_max_tokens: int = 0,
     projector_layers: int = 1,
     tower_layers: str = "last",
     window_seconds: float | None = None,
     min_seconds: float = 0.0,
+    text_max_length: int | None = None,
     seed: int = 0,
     allow_pickle: bool = False,
     overwrite: bool = False,
@@ -84,6 +85,9 @@ def compose(
     Qwen2.5-Omni 300 s, Qwen3-Omni the whole file up to 600 s, within the LLM's positions).
     A dry run reads ``config.json`` files only and builds on the meta device. ``save=False`` builds the
     real model in memory only (``result.model``; ``out`` may be None), as loading a built-in model does.
+    ``pooling`` and ``text_max_length`` default to what a sentence-transformers ``llm`` folder says (its Pooling
+    module, its ``max_seq_length``), so ``encode_text`` gives ``SentenceTransformer.encode``'s vectors; else
+    ``mean`` and 512 tokens.
     """
     audio_options = {
         "window_seconds": window_seconds, "min_seconds": min_seconds, "projector_max_tokens": projector_max_tokens,
@@ -97,6 +101,9 @@ def compose(
         raise CheckpointError(f"{out} already exists; choose a new folder or pass overwrite=True")
     audio = detect_audio(audio_encoder)
     text = detect_llm(llm)
+    st = text.text_options.get("sentence_transformers", {})
+    pooling = pooling or st.get("pooling") or "mean"
+    audio_options["text_max_length"] = text_max_length or st.get("max_length") or 512
     backbone_config, kept = _backbone_config(text, llm_layers, layer_strategy)
     if dry_run:
         return _dry_run(audio, text, backbone_config, kept, pooling, projector_downsample, audio_options)
@@ -204,6 +211,8 @@ def _describe_component(comp: Component) -> dict[str, Any]:
         info["hub_id"] = comp.hub_id
     if comp.note:
         info["note"] = comp.note
+    if comp.text_options:
+        info.update(comp.text_options)
     return info
 
 

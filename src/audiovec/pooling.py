@@ -1,10 +1,13 @@
-"""Sequence → one vector: masked mean (default) or last valid token."""
+"""Sequence → one vector: masked mean (default), last valid token, first valid token (``cls``) or masked max.
+
+The modes match sentence-transformers' Pooling (``mean``, ``lasttoken``, ``cls``, ``max``) on padded batches.
+"""
 
 from __future__ import annotations
 
 import torch
 
-POOLING_MODES = ("mean", "last")
+POOLING_MODES = ("mean", "last", "cls", "max")
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str = "mean") -> torch.Tensor:
@@ -18,4 +21,12 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str = "mean") -> torch.
         positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
         last = torch.where(mask.bool(), positions, -1).amax(dim=1).clamp(min=0)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    if mode == "cls":
+        # the first true position (the [CLS] token with right padding; also right for left padding)
+        first = mask.to(torch.int).argmax(dim=1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), first]
+    if mode == "max":
+        valid = mask.bool().unsqueeze(-1)
+        pooled = hidden.masked_fill(~valid, float("-inf")).amax(dim=1)
+        return torch.where(valid.any(dim=1), pooled, torch.zeros_like(pooled))  # a row with nothing valid: 0
     raise ValueError(f"unknown pooling {mode!r}; choose one of {POOLING_MODES}")
