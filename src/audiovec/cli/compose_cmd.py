@@ -6,6 +6,7 @@ import argparse
 import json
 
 from audiovec.errors import ConfigError
+from audiovec.pooling import POOLING_MODES
 
 
 def parse_layers(text: str | None) -> int | list[int] | None:
@@ -38,7 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="output dtype (default: the LLM's)")
     p.add_argument("--dry-run", action="store_true", help="configs only: print the parameter breakdown")
     p.add_argument("--json", action="store_true", help="print the parameter counts as one JSON object")
-    p.add_argument("--pooling", default="mean", choices=["mean", "last"])
+    p.add_argument(
+        "--pooling",
+        default=None,
+        choices=POOLING_MODES,
+        help="default: what a sentence-transformers folder says, else mean",
+    )
     p.add_argument("--projector-downsample", type=int, default=1, metavar="K")
     p.add_argument("--window-seconds", type=float, default=30.0)
     p.add_argument(
