@@ -149,7 +149,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
     ax.set_xticks(list(x), names, rotation=30, ha="right")
     ax.set_ylabel("held-out real sources")
     ax.set_title(f"Recipe ablation on held-out real sources ({records[0]['steps']} steps each)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
