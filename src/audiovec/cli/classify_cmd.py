@@ -6,19 +6,12 @@ import argparse
 import json
 import sys
 
-from audiovec.cli.models import add_model_option, split_model
+from audiovec.cli.models import add_inputs_and_model, split_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("classify", help="zero-shot classification of audio files")
-    p.add_argument(
-        "files",
-        nargs="+",
-        metavar="FILE",
-        help="audio files; a leading model folder or built-in name is taken as --model",
-    )
-    add_model_option(p)
-    p.set_defaults(collect_into="files")
+    add_inputs_and_model(p, "files", "FILE", "audio files")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--labels", help="comma-separated labels")
     group.add_argument("--labels-file", help="file with one label per line")

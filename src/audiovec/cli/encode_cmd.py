@@ -14,19 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from audiovec.cli.models import add_model_option, split_model
+from audiovec.cli.models import add_inputs_and_model, split_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("encode", help="embed audio files into a .npy matrix (+ ids)")
-    p.add_argument(
-        "inputs",
-        nargs="+",
-        metavar="INPUT",
-        help="audio files or folders (searched recursively); a leading model folder or built-in name is taken as --model",
-    )
-    add_model_option(p)
-    p.set_defaults(collect_into="inputs")
+    add_inputs_and_model(p, "inputs", "INPUT", "audio files or folders (searched recursively)")
     p.add_argument("--out", required=True, type=Path, help="output .npy (float32, one row per good file)")
     p.add_argument("--ids", type=Path, help="output ids file (JSON lines; default: OUT with .ids.jsonl)")
     p.add_argument("--batch-size", type=int, default=16)

@@ -6,21 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from audiovec.cli.models import add_model_option, split_model
+from audiovec.cli.models import add_inputs_and_model, split_model
 
 DEFAULT_ANN_THRESHOLD = 50_000  # = audiovec.index.DEFAULT_ANN_THRESHOLD (not imported: keeps --help fast)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("index", help="index audio files (one row per window) for search")
-    p.add_argument(
-        "paths",
-        nargs="+",
-        metavar="PATH",
-        help="audio files or folders (searched recursively); a leading model folder or built-in name is taken as --model",
-    )
-    add_model_option(p)
-    p.set_defaults(collect_into="paths")
+    add_inputs_and_model(p, "paths", "PATH", "audio files or folders (searched recursively)")
     p.add_argument("--db", required=True, help="index folder (created if missing)")
     p.add_argument("--window", type=float, default=None, help="window length in seconds (model default: 30)")
     p.add_argument("--batch-files", type=int, default=16, help="files per commit (default 16)")

@@ -15,6 +15,19 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help=HELP)
 
 
+def add_inputs_and_model(parser: argparse.ArgumentParser, dest: str, metavar: str, what: str) -> None:
+    """The positional inputs of a command whose model is optional: a leading model folder or built-in name
+    among them is taken as ``--model`` (see ``cli.main``)."""
+    parser.add_argument(
+        dest,
+        nargs="+",
+        metavar=metavar,
+        help=f"{what}; a leading model folder or built-in name is taken as --model",
+    )
+    add_model_option(parser)
+    parser.set_defaults(collect_into=dest)
+
+
 def is_model(text: str) -> bool:
     """A built-in model name, or a folder holding an audiovec model's config.json (cheap: reads one file)."""
     from audiovec.pretrained import is_builtin

@@ -5,19 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from audiovec.cli.models import add_model_option, split_model
+from audiovec.cli.models import add_inputs_and_model, split_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("route", help="route utterances to intents defined by examples")
-    p.add_argument(
-        "files",
-        nargs="+",
-        metavar="FILE",
-        help="audio files; a leading model folder or built-in name is taken as --model",
-    )
-    add_model_option(p)
-    p.set_defaults(collect_into="files")
+    add_inputs_and_model(p, "files", "FILE", "audio files")
     p.add_argument("--routes", required=True, help="routes YAML file")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.set_defaults(func=run)

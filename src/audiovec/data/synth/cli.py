@@ -21,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--n", type=int, default=DEFAULT_N, help=f"number of clips (default {DEFAULT_N})")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--fsdd", metavar="DIR", help="FSDD recordings/ folder (default: $AUDIOVEC_FSDD or "
-                        "../shared/data/fsdd/recordings next to the repository)")  # fmt: skip
+    parser.add_argument("--fsdd", metavar="DIR", help="FSDD recordings/ folder (default: $AUDIOVEC_FSDD, else the 600-file "
+                        "subset in the repository's data/fsdd)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
     return parser
