@@ -157,10 +157,10 @@ def trainer_batch(trainer: Any, clips: list[np.ndarray]) -> dict[str, Any]:
 
 def enable_checkpointing(trainer: Any) -> None:
     """Turn on gradient checkpointing in a built trainer, as ``gradient_checkpointing: true`` does."""
-    from audiovec.train.trainer import _enable_checkpointing
+    from audiovec.train.setup import enable_checkpointing as checkpointed
 
-    _enable_checkpointing(trainer.model.backbone)
-    _enable_checkpointing(trainer.model.tower.encoder)
+    checkpointed(trainer.model.backbone)
+    checkpointed(trainer.model.tower.encoder)
 
 
 def master_dtypes(trainer: Any) -> list[str]:

@@ -41,7 +41,7 @@ def build_m1(
     """An M1-shaped :class:`AudioTextEmbedder` with random (initialised) weights, in eval mode."""
     from audiovec.compose import _default_dtype as default_dtype
     from audiovec.model import AudioTextEmbedder, build_backbone
-    from audiovec.testing import tiny_tokenizer
+    from audiovec.tiny import tiny_tokenizer
     from audiovec.towers import build_tower
 
     tower_cfg, llm_cfg = m1_configs(tower_layers, llm_layers)
@@ -57,7 +57,7 @@ def build_model(name: str, dtype: torch.dtype = torch.float32, device: str = "cp
     """``tiny`` (the test model, M1-shaped: Qwen3-Omni tower + Qwen2) or ``m1-T-L`` (M1 with T tower and L
     LLM layers at full width) or ``m1`` (full size)."""
     if name == "tiny":
-        from audiovec.testing import tiny_embedder
+        from audiovec.tiny import tiny_embedder
 
         return tiny_embedder("qwen3_omni", "qwen2").to(device=device, dtype=dtype).eval()
     if name == "m1":

@@ -27,18 +27,23 @@ CAPTIONS = ["a man saying seven", "a woman speaking softly", "dogs barking near 
             "rain and wind outside", "a siren in the city", "two people talking", "a bell rings three times"]  # fmt: skip
 
 
-def make_batch(model: Any, batch: int, seconds: float, seed: int) -> dict[str, Any]:
+def make_batch(model: Any, batch: int, seconds: float, seed: int) -> Any:
+    from audiovec.train.batches import AudioCaptionBatch, Tokens
+
     rng = np.random.default_rng(seed)
     clips = make_clips([seconds] * batch, seed=seed)
     feats = model.featurize(clips)
     texts = [CAPTIONS[int(rng.integers(len(CAPTIONS)))] + f" {i % 10}" for i in range(batch)]
     toks = model.tokenize(texts)
-    return {"features": feats["features"], "lengths": feats["lengths"], **toks}
+    return AudioCaptionBatch(
+        feats["features"], feats["lengths"], Tokens(toks["input_ids"], toks["attention_mask"])
+    )
 
 
 def prepare(base: Any, mode: str) -> tuple[Any, Any, Any, Any]:
+    from audiovec.train.encoder import PairEncoder
     from audiovec.train.loss import ContrastiveLoss
-    from audiovec.train.trainer import PairEncoder, _enable_checkpointing
+    from audiovec.train.setup import enable_checkpointing
 
     model = copy.deepcopy(base).train()
     model.requires_grad_(True)
@@ -46,20 +51,20 @@ def prepare(base: Any, mode: str) -> tuple[Any, Any, Any, Any]:
         if "audio_bos_eos_token" in name:
             p.requires_grad_(False)
     if mode == "checkpointing":
-        _enable_checkpointing(model.backbone)
-        _enable_checkpointing(model.tower.encoder)
+        enable_checkpointing(model.backbone)
+        enable_checkpointing(model.tower.encoder)
     loss = ContrastiveLoss(0.07)
     params = [p for p in model.parameters() if p.requires_grad] + list(loss.parameters())
     opt = torch.optim.AdamW(params, lr=1e-5)
     return model, PairEncoder(model, "audio", None), loss, opt
 
 
-def step(mode: str, encoder: Any, loss_fn: Any, opt: Any, batch: dict[str, Any], chunk: int) -> float:
-    from audiovec.train.gradcache import full_batch_step, gradcache_step, split_batch
+def step(mode: str, encoder: Any, loss_fn: Any, opt: Any, batch: Any, chunk: int) -> float:
+    from audiovec.train.gradcache import full_batch_step, gradcache_step
 
     opt.zero_grad(set_to_none=True)
     if mode == "gradcache":
-        loss = gradcache_step(encoder, list(split_batch(batch, chunk)), loss_fn)
+        loss = gradcache_step(encoder, batch.split(chunk), loss_fn)
     else:
         loss = full_batch_step(encoder, batch, loss_fn)
     opt.step()

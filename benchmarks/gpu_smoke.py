@@ -131,7 +131,7 @@ def run_ddp(out_dir: Path, work: Path) -> int:
     """One rank of the DDP check (``torchrun --nproc_per_node N gpu_smoke.py --ddp``)."""
     import torch.distributed as dist
 
-    from audiovec.testing import save_tiny_embedder
+    from audiovec.tiny import save_tiny_embedder
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))

@@ -20,13 +20,14 @@ window policy moves the vector further than another recording does); ``tok_rel_m
 |ours − ref| / |ref| of a tower token; ``tok_off``, the share of tokens that differ beyond float noise
 (relative difference over 1e-6): the tokens that saw other context or other features than in the
 reference. The clips are real speech (FSDD, 8 kHz: the upper mel bins are empty, so the floor matters) whose
-level changes every 25 s over 30 dB (``audiovec.testing.varying_speech``), as a recording with loud and
+level changes every 25 s over 30 dB (``tests/helpers/omni_reference.varying_speech``), as a recording with loud and
 quiet passages. Results: ``benchmarks/results/long_audio.json``; summary in docs/long-audio.md.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,9 @@ import torch
 
 from _common import base_parser, machine, set_threads, table, write_json
 from audiovec.audio import SAMPLE_RATE
-from audiovec.testing import (
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the reference lives with the tests
+from helpers.omni_reference import (  # noqa: E402
     OMNI_KINDS,
     embedder_from_thinker,
     thinker_reference,

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from audiovec.testing import FSDD_DIR, fsdd_files, save_tiny_embedder
+from audiovec.data.synth.fsdd import BUNDLED_DIR as FSDD_DIR
+from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+from audiovec.tiny import save_tiny_embedder
 
 # CI (HYPOTHESIS_PROFILE=ci, set by .ci/run) draws the same examples every run, so a submission never fails on a
 # case no earlier run tried; local runs keep exploring at random and print the failing example to add as
@@ -55,7 +57,7 @@ def pretrained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Tiny sharded checkpoints of the real classes in their published layouts (tests/fixtures_checkpoints.py)."""
-    from fixtures_checkpoints import save_all_sources
+    """Tiny sharded checkpoints of the real classes in their published layouts (tests/helpers/checkpoints.py)."""
+    from helpers.checkpoints import save_all_sources
 
     return save_all_sources(tmp_path_factory.mktemp("ckpts"))

@@ -9,7 +9,7 @@ import torch
 
 from audiovec.errors import ConfigError
 from audiovec.model import AudioTextEmbedder
-from audiovec.testing import tiny_embedder
+from audiovec.tiny import tiny_embedder
 
 TEXTS = ["a dog barking", "rain on a window", "a man speaking"]
 

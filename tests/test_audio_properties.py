@@ -14,7 +14,7 @@ from hypothesis.extra.numpy import arrays
 from audiovec import audio
 from audiovec.audio import SAMPLE_RATE, iter_windows, load_audio, num_windows, window_spans
 from audiovec.errors import AudioDecodeError
-from audiovec.testing import tiny_embedder
+from audiovec.tiny import tiny_embedder
 
 COMMON_RATES = [8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000, 192000]
 rates = st.one_of(st.sampled_from(COMMON_RATES), st.integers(audio.MIN_SOURCE_RATE, 200_000))

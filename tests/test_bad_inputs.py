@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from audiovec.audio import iter_windows, load_audio
+from audiovec.data.synth.fsdd import bundled_files as fsdd_files
 from audiovec.errors import AudioDecodeError
-from audiovec.testing import fsdd_files, tiny_embedder
-from badaudio import CLEAN_NAME, BadInput, is_privileged, make_corpus, restore_permissions
+from audiovec.tiny import tiny_embedder
+from helpers.badaudio import CLEAN_NAME, BadInput, is_privileged, make_corpus, restore_permissions
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = "import sys; from audiovec.cli import main; sys.exit(main())"

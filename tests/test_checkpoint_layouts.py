@@ -14,7 +14,7 @@ import torch
 from audiovec.checkpoints import CheckpointReader
 from audiovec.compose import compose
 from audiovec.errors import CheckpointError
-from fixtures_checkpoints import (
+from helpers.checkpoints import (
     dump_state_dict,
     peft_wrapped,
     save_new_names,
@@ -140,7 +140,7 @@ def test_peft_merged_model_composes_with_the_merged_weights(sources, tmp_path, h
         dump_state_dict(merged, tmp_path / "merged")
     else:
         merged.save_pretrained(tmp_path / "merged", save_original_format=False)
-        from audiovec.testing import tiny_tokenizer
+        from audiovec.tiny import tiny_tokenizer
 
         tiny_tokenizer().save_pretrained(tmp_path / "merged")
     llm_prefix = "thinker.model.language_model." if _NEW_NAMES else "thinker.model."

@@ -18,7 +18,7 @@ from audiovec.checkpoints import (
     resolve_source,
 )
 from audiovec.errors import CheckpointError, UnsafeCheckpointError
-from fixtures_checkpoints import (
+from helpers.checkpoints import (
     shards_with,
     truncate,
     weight_map,

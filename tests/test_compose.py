@@ -14,7 +14,7 @@ from audiovec.cli import main
 from audiovec.compose import REPORT_NAME, compose
 from audiovec.errors import CheckpointError, ConfigError
 from audiovec.model import AudioTextEmbedder
-from fixtures_checkpoints import (
+from helpers.checkpoints import (
     shards_with,
     truncate,
     weight_map,

@@ -19,8 +19,8 @@ from audiovec.ct2_whisper import (
     read_ct2_variables,
     whisper_encoder_forward_short,
 )
+from audiovec.data.synth.fsdd import BUNDLED_DIR as FSDD_DIR
 from audiovec.errors import CheckpointError
-from audiovec.testing import FSDD_DIR
 
 FSDD = FSDD_DIR
 CODES = {

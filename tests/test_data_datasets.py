@@ -19,8 +19,8 @@ from audiovec.data.datasets import (
     make_dataloader,
 )
 from audiovec.data.manifest import write_manifest
+from audiovec.data.synth.fsdd import bundled_files as fsdd_files
 from audiovec.errors import AudioDecodeError, ConfigError, DataError
-from audiovec.testing import fsdd_files
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 

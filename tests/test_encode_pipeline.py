@@ -15,10 +15,11 @@ import soundfile as sf
 
 import audiovec.model as model_module
 from audiovec.audio import SAMPLE_RATE, load_audio
+from audiovec.data.synth.fsdd import bundled_files as fsdd_files
 from audiovec.errors import AudioDecodeError
 from audiovec.model import AudioTextEmbedder
-from audiovec.testing import fsdd_files, tiny_embedder
-from badaudio import BadInput, make_corpus, restore_permissions
+from audiovec.tiny import tiny_embedder
+from helpers.badaudio import BadInput, make_corpus, restore_permissions
 
 
 @pytest.fixture(scope="module")

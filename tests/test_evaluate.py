@@ -15,10 +15,11 @@ from audiovec.benchmarks_data import (
     read_mteb_dataset,
 )
 from audiovec.cli import main
+from audiovec.data.synth.fsdd import bundled_files as fsdd_files
 from audiovec.errors import DataError
 from audiovec.evaluate import EmbeddingCache, evaluate, model_fingerprint
 from audiovec.metrics import retrieval_metrics
-from audiovec.testing import fsdd_files, save_tiny_embedder, tiny_embedder
+from audiovec.tiny import save_tiny_embedder, tiny_embedder
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 METRIC_KEYS = ("hit_rate@5", "recall@5", "ndcg@10", "map@10", "mrr@10")

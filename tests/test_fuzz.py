@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from audiovec.testing import fsdd_files
-from badaudio import make_corpus, restore_permissions
+from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+from helpers.badaudio import make_corpus, restore_permissions
 
 pytest.importorskip("atheris")
 

@@ -21,6 +21,7 @@ import soundfile as sf
 import audiovec.index as index_module
 from audiovec.audio import SAMPLE_RATE, load_audio
 from audiovec.cli import main
+from audiovec.data.synth.fsdd import bundled_files as fsdd_files
 from audiovec.index import (
     AudioIndex,
     IndexStoreError,
@@ -31,8 +32,8 @@ from audiovec.index import (
     pool_windows,
 )
 from audiovec.model import AudioTextEmbedder
-from audiovec.testing import fsdd_files, save_tiny_embedder, tiny_embedder
-from badaudio import fail_decoding_after
+from audiovec.tiny import save_tiny_embedder, tiny_embedder
+from helpers.badaudio import fail_decoding_after
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from audiovec.errors import CheckpointError, UnsafeCheckpointError
 from audiovec.model import AudioTextEmbedder
-from audiovec.testing import save_tiny_embedder
+from audiovec.tiny import save_tiny_embedder
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "audiovec"
 AUTO_CLASSES = {"AutoTokenizer", "AutoModel", "AutoConfig", "AutoProcessor", "AutoFeatureExtractor"}
@@ -150,7 +150,7 @@ KILLER = textwrap.dedent(
     from pathlib import Path
     import audiovec.model as model_module
     import audiovec.serialization as ser
-    from audiovec.testing import tiny_embedder
+    from audiovec.tiny import tiny_embedder
 
     target, point = Path(sys.argv[1]), sys.argv[2]
 

@@ -15,11 +15,12 @@ import soundfile as sf
 
 import audiovec.model as model_module
 from audiovec.audio import SAMPLE_RATE, header_seconds, iter_windows
+from audiovec.data.synth.fsdd import bundled_files as fsdd_files
 from audiovec.errors import AudioDecodeError
 from audiovec.index import embed_source, embed_windows, pool_windows
 from audiovec.model import AudioTextEmbedder
-from audiovec.testing import fsdd_files, tiny_embedder
-from badaudio import fail_decoding_after
+from audiovec.tiny import tiny_embedder
+from helpers.badaudio import fail_decoding_after
 
 FILE_RATE = 8000  # FSDD's own rate: the streaming resampler runs too
 
@@ -155,7 +156,8 @@ PEAK_MB = textwrap.dedent(
 MEASURE = PEAK_MB + textwrap.dedent(
     """
     import json, resource, sys
-    from audiovec.testing import fsdd_files, tiny_embedder
+    from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+    from audiovec.tiny import tiny_embedder
 
 
     ten_minutes, two_hours, mode, batch_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -232,7 +234,8 @@ MEASURE_INDEX = PEAK_MB + textwrap.dedent(
     import json, resource, sys
     import numpy as np
     from audiovec.index import AudioIndex, pool_windows
-    from audiovec.testing import fsdd_files, tiny_embedder
+    from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+    from audiovec.tiny import tiny_embedder
 
 
     ten_minutes, two_hours, root, batch_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])

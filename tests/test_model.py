@@ -11,7 +11,7 @@ import torch
 from audiovec.audio import load_audio
 from audiovec.errors import AudioDecodeError, CheckpointError, ConfigError, UnsafeCheckpointError
 from audiovec.model import AudioTextEmbedder
-from audiovec.testing import tiny_embedder
+from audiovec.tiny import tiny_embedder
 
 
 @pytest.mark.parametrize("backbone", ["qwen2", "qwen3", "bert"])

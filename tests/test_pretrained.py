@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from audiovec.data.synth.fsdd import bundled_files as fsdd_files
 from audiovec.errors import CheckpointError
 from audiovec.model import AudioTextEmbedder
 from audiovec.pretrained import (
@@ -26,7 +27,6 @@ from audiovec.pretrained import (
     load_builtin,
     sha256,
 )
-from audiovec.testing import fsdd_files
 
 TEXTS = ["a dog barking", "a man saying seven", "rain falling on a roof"]
 

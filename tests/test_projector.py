@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from audiovec.model import _segment_means
-from audiovec.testing import tiny_embedder
+from audiovec.tiny import tiny_embedder
 
 
 def test_segment_means_by_hand() -> None:

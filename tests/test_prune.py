@@ -12,7 +12,7 @@ from audiovec.cli import main
 from audiovec.errors import CheckpointError, ConfigError
 from audiovec.model import AudioTextEmbedder
 from audiovec.prune import layer_prefix, prune, pruned_config, renumber, select_layers
-from audiovec.testing import save_tiny_embedder
+from audiovec.tiny import save_tiny_embedder
 
 
 @pytest.mark.parametrize(

@@ -13,13 +13,12 @@ import torch
 from audiovec.audio import SAMPLE_RATE, window_spans
 from audiovec.compose import compose
 from audiovec.model import AudioTextEmbedder, EmbedderConfig
-from audiovec.testing import (
+from audiovec.tiny import tiny_embedder, tiny_tokenizer
+from helpers.omni_reference import (
     OMNI_KINDS,
     embedder_from_thinker,
     thinker_reference,
-    tiny_embedder,
     tiny_thinker,
-    tiny_tokenizer,
     tower_tokens,
     varying_speech,
 )

@@ -23,11 +23,11 @@ import uvicorn
 from audiovec.audio import SAMPLE_RATE, load_audio
 from audiovec.classify import ZeroShotClassifier
 from audiovec.cli import main
+from audiovec.data.synth.fsdd import bundled_files as fsdd_files
 from audiovec.errors import ConfigError
 from audiovec.index import AudioIndex
 from audiovec.model import AudioTextEmbedder
 from audiovec.serve import ServiceLimits, check_bind, create_app, uvicorn_config
-from audiovec.testing import fsdd_files
 
 KEY = "test-key-5f2c"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -471,7 +471,7 @@ def test_binding_rules(tiny_model_dir, monkeypatch):
 def test_min_seconds_model_serves_encode_audio_and_index_vectors(fsdd_clips, tmp_path):
     """With silence padding of short clips (min_seconds), the batcher pools only the clip's own tokens, as
     encode_audio and the index do: the same vector from all three, and an audio search scores 1.0."""
-    from audiovec.testing import tiny_embedder
+    from audiovec.tiny import tiny_embedder
 
     model = tiny_embedder(min_seconds=3.0)
     short = fsdd_clips[2]

@@ -21,9 +21,9 @@ import httpx
 import numpy as np
 import pytest
 
+from audiovec.data.synth.fsdd import bundled_files as fsdd_files
 from audiovec.model import AudioTextEmbedder
 from audiovec.serve import ServiceLimits, create_app
-from audiovec.testing import fsdd_files
 
 KEY = "load-key"
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability-service.md"
@@ -170,7 +170,7 @@ def test_32_clients_against_the_real_server_process(tiny_model_dir, tmp_path):
     doc.write_text(
         "# Service under load\n\n"
         "Measured by `tests/test_serve_load.py::test_32_clients_against_the_real_server_process` (slow-marked):\n"
-        "the real `audiovec serve` process (tiny Qwen3-Omni-tower + Qwen2 model from `audiovec.testing`, CPU),\n"
+        "the real `audiovec serve` process (tiny Qwen3-Omni-tower + Qwen2 model from `audiovec.tiny`, CPU),\n"
         f"{clients} concurrent loopback clients for {seconds:g} s, alternating real FSDD clips (base64 WAV, one\n"
         "per request) and text requests (one string, or three with `encoding_format=base64`). Default limits;\n"
         "micro-batching window 5 ms, 32 items per forward pass.\n\n"

@@ -40,7 +40,7 @@ def _reference(folder: Path, texts: list[str]) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def audio_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from fixtures_checkpoints import save_standalone_encoder
+    from helpers.checkpoints import save_standalone_encoder
 
     return save_standalone_encoder(tmp_path_factory.mktemp("st") / "enc3", "qwen3_omni")
 
@@ -49,7 +49,7 @@ def _tiny_st(folder: Path, mode: str | tuple[str, ...], max_seq_length: int = 16
     """A tiny BertModel + WordPiece tokenizer saved by sentence-transformers as Transformer → Pooling → Normalize."""
     from transformers import BertConfig, BertModel
 
-    from audiovec.testing import tiny_tokenizer
+    from audiovec.tiny import tiny_tokenizer
 
     hf = folder.parent / f"{folder.name}-hf"
     torch.manual_seed(seed)

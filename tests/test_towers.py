@@ -10,7 +10,7 @@ from transformers import WhisperFeatureExtractor
 from audiovec.audio import load_audio
 from audiovec.errors import ConfigError
 from audiovec.features import LogMelExtractor
-from audiovec.testing import QWEN2_TINY, QWEN3_OMNI_AUDIO_TINY, QWEN25_OMNI_AUDIO_TINY, tiny_tower
+from audiovec.tiny import QWEN2_TINY, QWEN3_OMNI_AUDIO_TINY, QWEN25_OMNI_AUDIO_TINY, tiny_tower
 from audiovec.towers import wrap_encoder
 
 TEXT = {k: v for k, v in QWEN2_TINY.items() if k != "model_type"}

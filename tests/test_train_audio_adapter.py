@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from audiovec.data.synth.fsdd import bundled_files as fsdd_files
 from audiovec.model import AudioTextEmbedder
-from audiovec.testing import fsdd_files, save_tiny_embedder
+from audiovec.tiny import save_tiny_embedder
 from audiovec.train.config import Recipe, from_dict
 
 TEXTS = ["a man saying seven", "a dog barking", "rain on a roof"]

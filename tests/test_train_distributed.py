@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from audiovec.testing import tiny_embedder
+from audiovec.tiny import tiny_embedder
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "configs" / "tiny" / "full.yaml"

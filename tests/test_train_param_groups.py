@@ -13,7 +13,8 @@ import torch
 
 from audiovec.train import checkpoint as ckpt
 from audiovec.train.config import load_recipe
-from audiovec.train.trainer import Trainer, lr_lambda, make_optimizer, make_scheduler
+from audiovec.train.optim import lr_lambda, make_optimizer, make_scheduler
+from audiovec.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny"

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from audiovec.data.text_pairs import TextPairDataset
-from audiovec.testing import tiny_tokenizer
+from audiovec.tiny import tiny_tokenizer
 from audiovec.train.config import load_recipe
 from audiovec.train.data import collate_pairs
 from audiovec.train.trainer import Trainer
@@ -31,14 +31,14 @@ def items(rows):
 
 def test_partial_negatives_get_placeholders_and_a_validity_mask():
     batch = collate_pairs(items(ROWS), tokenizer=tiny_tokenizer())
-    assert batch["negative_valid"].tolist() == [True, False, True, False]
-    assert batch["negative"]["input_ids"].shape[0] == 4
+    assert batch.negative_valid.tolist() == [True, False, True, False]
+    assert batch.negative.input_ids.shape[0] == 4
     # a placeholder repeats its row's positive, so it is also a false negative by text
-    assert torch.equal(batch["negative_keys"][0][1], batch["keys"][0][1])
+    assert torch.equal(batch.negative_keys[0][1], batch.keys[0][1])
     # the dataset-wide answer wins: a batch with no negatives still has the part when the dataset has some
     none = collate_pairs(items([ROWS[1], ROWS[3]]), tokenizer=tiny_tokenizer(), with_negatives=True)
-    assert none["negative_valid"].tolist() == [False, False]
-    assert "negative" not in collate_pairs(items([ROWS[1], ROWS[3]]), tokenizer=tiny_tokenizer())
+    assert none.negative_valid.tolist() == [False, False]
+    assert collate_pairs(items([ROWS[1], ROWS[3]]), tokenizer=tiny_tokenizer()).negative is None
 
 
 def test_text_training_with_partial_negatives_runs(tmp_path):
@@ -64,6 +64,6 @@ def test_text_training_with_partial_negatives_runs(tmp_path):
     trainer = Trainer(recipe)
     assert trainer.loader.dataset.has_negatives
     batch = next(iter(trainer.loader))
-    assert "negative_valid" in batch and not bool(batch["negative_valid"].all())
+    assert batch.negative_valid is not None and not bool(batch.negative_valid.all())
     loss = trainer.train_step(batch)
     assert loss == loss and loss > 0  # finite, not NaN

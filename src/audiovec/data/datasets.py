@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from audiovec.data.manifest import Row, read_manifest, validate_row
+from audiovec.dist import world
 from audiovec.errors import AudiovecError, ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -279,9 +280,9 @@ class BucketBatchSampler(Sampler[list[SampleKey]]):
         shuffle: bool = True,
     ) -> None:
         if num_replicas is None or rank is None:
-            distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-            num_replicas = num_replicas or (torch.distributed.get_world_size() if distributed else 1)
-            rank = rank if rank is not None else (torch.distributed.get_rank() if distributed else 0)
+            group_rank, group_size = world()
+            num_replicas = num_replicas or group_size
+            rank = rank if rank is not None else group_rank
         if batch_size < 1 or bucket_batches < 1:
             raise ConfigError(
                 f"batch_size and bucket_batches must be >= 1, got {batch_size}, {bucket_batches}"
@@ -355,11 +356,12 @@ class BucketBatchSampler(Sampler[list[SampleKey]]):
         if epoch != self.epoch:
             self.epoch, self.position = epoch, 0
 
-    def state_dict(self, after_batch: dict[str, Any] | None = None) -> dict[str, Any]:
+    def state_dict(self, after_batch: Any = None) -> dict[str, Any]:
         """Where to resume. Pass the last batch the trainer *consumed* (workers prefetch ahead of it)."""
         epoch, position = self.epoch, self.position
         if after_batch is not None:
-            epoch, position = int(after_batch["epoch"]), int(after_batch["position"]) + 1
+            epoch, position = _epoch_position(after_batch)
+            position += 1
             if position >= self.num_batches(epoch):
                 epoch, position = epoch + 1, 0
         return {
@@ -442,3 +444,10 @@ def make_dataloader(
         collate_fn=collate_audio_text,
         persistent_workers=False,
     )
+
+
+def _epoch_position(batch: Any) -> tuple[int, int]:
+    """Where a collated batch came from: a dict's keys or a typed batch's attributes."""
+    if isinstance(batch, dict):
+        return int(batch["epoch"]), int(batch["position"])
+    return int(batch.epoch), int(batch.position)

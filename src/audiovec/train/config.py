@@ -23,7 +23,7 @@ class ModelSpec:
     """Where the starting model comes from: a saved model folder or a tiny test model."""
 
     path: str | None = None  # a folder written by save_pretrained (`audiovec compose` / `prune`)
-    tiny: dict[str, Any] | None = None  # {tower, backbone, seed, keep_layers?} → audiovec.testing
+    tiny: dict[str, Any] | None = None  # {tower, backbone, seed, keep_layers?} → audiovec.tiny
 
 
 @dataclass

@@ -12,7 +12,6 @@ import re
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 
 from audiovec.data.datasets import (
@@ -24,6 +23,7 @@ from audiovec.data.datasets import (
 )
 from audiovec.data.text_pairs import TextPairDataset, collate_text_pairs
 from audiovec.errors import ConfigError
+from audiovec.train.batches import AudioCaptionBatch, TextPairBatch, Tokens
 from audiovec.train.config import Recipe
 from audiovec.train.loss import label_keys, text_keys
 
@@ -35,7 +35,7 @@ def fsdd_rows(n: int | None = None, split: str = "train", dev_every: int = 10) -
     """Manifest rows for the bundled FSDD speech digits (tiny recipes, tests): ``{digit}_{speaker}_{k}.wav``
     → captions "a man saying seven" / "seven spoken by george", label the digit word. Recordings with
     ``k % dev_every == 0`` form the dev split."""
-    from audiovec.testing import fsdd_files
+    from audiovec.data.synth.fsdd import bundled_files as fsdd_files
 
     rows = []
     for path in fsdd_files():
@@ -135,21 +135,25 @@ class TextPairs(Dataset):
 
 def collate_audio(
     items: list[dict[str, Any] | None], *, tokenizer: Any, n_mels: int, min_seconds: float = 0.0
-) -> dict[str, Any]:
+) -> AudioCaptionBatch:
     """Waveforms → padded log-mel + lengths; captions → token ids; captions/labels → masking keys."""
 
     batch = collate_audio_text(items)
     audio = _extractor(n_mels, min_seconds).batch(batch["waveforms"])
-    tokens = tokenizer(batch["captions"], padding=True, truncation=True, max_length=128, return_tensors="pt")
-    return {
-        **audio,
-        "input_ids": tokens["input_ids"],
-        "attention_mask": tokens["attention_mask"],
-        "keys": [text_keys(batch["captions"]), label_keys(batch["labels"])],
-        "size": len(batch["captions"]),
-        "epoch": batch["epoch"],
-        "position": batch["position"],
-    }
+    return AudioCaptionBatch(
+        features=audio["features"],
+        lengths=audio["lengths"],
+        content_lengths=audio.get("content_lengths"),
+        captions=_tokens(tokenizer, batch["captions"]),
+        keys=[text_keys(batch["captions"]), label_keys(batch["labels"])],
+        epoch=int(batch["epoch"]),
+        position=int(batch["position"]),
+    )
+
+
+def _tokens(tokenizer: Any, texts: list[str]) -> Tokens:
+    out = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    return Tokens(out["input_ids"], out["attention_mask"])
 
 
 @functools.lru_cache(maxsize=4)
@@ -161,7 +165,7 @@ def _extractor(n_mels: int, min_seconds: float = 0.0) -> Any:
 
 def collate_pairs(
     items: list[dict[str, Any]], *, tokenizer: Any, with_negatives: bool | None = None
-) -> dict[str, Any]:
+) -> TextPairBatch:
     """Anchors/positives (and hard negatives) → token ids and masking keys.
 
     With ``with_negatives`` (default: when any row of this batch has one) every batch carries a negative part:
@@ -172,24 +176,18 @@ def collate_pairs(
     has = batch["has_negative"]
     if with_negatives is None:
         with_negatives = bool(has.any())
-
-    def tok(texts: list[str]) -> dict[str, torch.Tensor]:
-        out = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
-        return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
-
-    out: dict[str, Any] = {
-        "anchor": tok(batch["anchors"]),
-        "positive": tok(batch["positives"]),
-        "keys": [text_keys(batch["positives"]), text_keys(batch["anchors"])],
-        "size": len(items),
-        "epoch": items[0]["epoch"],
-        "position": items[0]["position"],
-    }
+    out = TextPairBatch(
+        anchor=_tokens(tokenizer, batch["anchors"]),
+        positive=_tokens(tokenizer, batch["positives"]),
+        keys=[text_keys(batch["positives"]), text_keys(batch["anchors"])],
+        epoch=int(items[0]["epoch"]),
+        position=int(items[0]["position"]),
+    )
     if with_negatives:
         negatives = [n if n is not None else p for n, p in zip(batch["negatives"], batch["positives"])]
-        out["negative"] = tok(negatives)
-        out["negative_keys"] = [text_keys(negatives)]
-        out["negative_valid"] = has.clone()
+        out.negative = _tokens(tokenizer, negatives)
+        out.negative_keys = [text_keys(negatives)]
+        out.negative_valid = has.clone()
     return out
 
 

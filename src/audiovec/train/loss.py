@@ -13,6 +13,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from audiovec.dist import world
+
 NO_KEY = -1  # a row without labels never matches another row on labels
 
 
@@ -33,13 +35,6 @@ def label_keys(label_sets: Sequence[Iterable[str] | None]) -> Tensor:
         names = sorted({str(x).strip().lower() for x in labels or []})
         keys.append(_stable_hash("\x1f".join(names)) if names else NO_KEY)
     return torch.tensor(keys, dtype=torch.long)
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size) of the default process group, (0, 1) without one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def gather_with_grad(x: Tensor) -> Tensor:

@@ -1,11 +1,10 @@
-"""The training loop: model setup (what trains), AdamW + warm-up/cosine, bf16 autocast, GradCache steps,
-DDP under ``torchrun``, periodic dev evaluation, atomic checkpoints with exact resume, metrics and plots."""
+"""The training loop: AdamW + warm-up/cosine, bf16 autocast, GradCache steps, DDP under ``torchrun``,
+periodic dev evaluation, atomic checkpoints with exact resume, metrics and plots. Setup lives in
+:mod:`.setup`, the optimiser in :mod:`.optim`, the chunk encoder in :mod:`.encoder`."""
 
 from __future__ import annotations
 
 import logging
-import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,350 +15,35 @@ from torch import nn
 
 from audiovec.errors import CheckpointError, ConfigError
 from audiovec.train import checkpoint as ckpt
-from audiovec.train.config import ModelSpec, Recipe, TrainSpec, save_recipe
+from audiovec.train.batches import TrainBatch
+from audiovec.train.config import Recipe, save_recipe
 from audiovec.train.data import make_loader
-from audiovec.train.gradcache import full_batch_step, gradcache_step, split_batch
+from audiovec.train.encoder import PairEncoder
+from audiovec.train.gradcache import full_batch_step, gradcache_step
 from audiovec.train.loss import ContrastiveLoss, in_batch_accuracy
 from audiovec.train.monitor import MetricsLog, memory_mb, plot_curves
+from audiovec.train.optim import (  # noqa: F401  (moved; re-exported one release)
+    describe_groups,
+    group_lrs,
+    legacy_param_names,
+    lr_lambda,
+    make_optimizer,
+    make_scheduler,
+    module_lrs,
+    module_of,
+)
+from audiovec.train.setup import (
+    autocast_dtype,
+    build_model,
+    configure_trainable,
+    merge_lora,
+    set_train_mode,
+    setup_distributed,
+)
 
 log = logging.getLogger(__name__)
-UNUSED_PARAMS = ("audio_bos_eos_token",)  # Qwen2.5-Omni's encoder holds it but no forward uses it
 
 
-# ---------------------------------------------------------------------------------------------- setup
-def setup_distributed() -> tuple[int, int, torch.device]:
-    """Join the process group when launched by torchrun / accelerate (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), device
-    return 0, 1, device
-
-
-def build_model(spec: ModelSpec, recipe: Recipe) -> nn.Module:
-    """The starting model: a saved folder, or a tiny test model (optionally with backbone layers dropped)."""
-    if spec.path is not None:
-        from audiovec.model import AudioTextEmbedder
-
-        return AudioTextEmbedder.from_pretrained(recipe.resolve(spec.path))
-    from audiovec.testing import tiny_embedder
-
-    tiny = dict(spec.tiny or {})
-    keep = tiny.pop("keep_layers", None)
-    unknown = set(tiny) - {"tower", "backbone", "seed"}
-    if unknown:
-        raise ConfigError(
-            f"model.tiny: unknown keys {sorted(unknown)} (known: tower, backbone, seed, keep_layers)"
-        )
-    model = tiny_embedder(**tiny)
-    if keep is not None:
-        _keep_layers(model, keep)
-    return model
-
-
-def _keep_layers(model: nn.Module, keep: int | list[int]) -> None:
-    """Drop backbone layers in memory, choosing them like ``audiovec prune`` does."""
-    from audiovec.prune import select_layers
-
-    layers = model.backbone.layers
-    chosen = select_layers(len(layers), keep)
-    model.backbone.layers = nn.ModuleList([layers[i] for i in chosen])
-    model.backbone.config.num_hidden_layers = len(chosen)
-    if getattr(model.backbone.config, "layer_types", None):
-        model.backbone.config.layer_types = [model.backbone.config.layer_types[i] for i in chosen]
-    for new, layer in enumerate(model.backbone.layers):
-        if hasattr(getattr(layer, "self_attn", None), "layer_idx"):
-            layer.self_attn.layer_idx = new
-    model.config.backbone_config = model.backbone.config.to_dict()
-
-
-def configure_trainable(model: nn.Module, spec: TrainSpec) -> None:
-    """Set ``requires_grad`` by ``spec.trainable``; wrap LoRA targets with peft adapters."""
-    model.requires_grad_(False)
-    audio = spec.mode == "audio"
-    if spec.gradient_checkpointing:
-        _enable_checkpointing(model.backbone)
-        if audio and (spec.trainable == "full" or "tower" in spec.lora.targets):
-            _enable_checkpointing(model.tower.encoder)
-    if spec.trainable == "full":
-        (model if audio else model.backbone).requires_grad_(True)
-    elif spec.trainable == "frozen_tower":
-        model.backbone.requires_grad_(True)
-        model.projector.requires_grad_(audio)
-    elif spec.trainable == "projector":
-        model.projector.requires_grad_(True)
-    elif spec.trainable == "audio_adapter":  # text keeps the pretrained backbone; audio learns to use it
-        adapter = model.audio_adapter
-        if adapter is None:
-            a = spec.audio_adapter
-            adapter = model.add_audio_adapter(a.r, a.alpha, a.targets)
-        adapter.requires_grad_(True)
-        model.projector.requires_grad_(True)
-    elif spec.trainable == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        lora = spec.lora
-        for target in lora.targets:
-            cfg = LoraConfig(
-                r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules
-            )
-            if target == "backbone":
-                model.backbone = get_peft_model(model.backbone, cfg)
-            else:
-                model.tower.encoder = get_peft_model(model.tower.encoder, cfg)
-        model.projector.requires_grad_(audio)
-    for name, param in model.named_parameters():
-        if any(u in name for u in UNUSED_PARAMS):
-            param.requires_grad_(False)
-    if not any(p.requires_grad for p in model.parameters()):
-        raise ConfigError(f"train.trainable {spec.trainable!r}: nothing to train")
-    if audio and spec.cache_tower and not any(p.requires_grad for p in model.tower.parameters()):
-        from audiovec.towers import TokenCache
-
-        model.tower.token_cache = TokenCache(max_bytes=int(spec.cache_tower_gb * (1 << 30)))
-
-
-def set_train_mode(model: nn.Module, training: bool) -> None:
-    """``model.train(training)``, except that a frozen tower always stays in eval mode (deterministic,
-    so its tokens can be cached)."""
-    model.train(training)
-    tower = getattr(model, "tower", None)
-    if tower is not None and not any(p.requires_grad for p in tower.parameters()):
-        tower.eval()
-
-
-def _enable_checkpointing(module: nn.Module) -> None:
-    if getattr(module, "supports_gradient_checkpointing", False):
-        module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
-def merge_lora(model: nn.Module) -> nn.Module:
-    """Fold peft adapters into the base weights so the model saves as a plain audiovec model."""
-    from_peft = type(model.backbone).__module__.startswith("peft")
-    if from_peft:
-        model.backbone = model.backbone.merge_and_unload()
-    if type(model.tower.encoder).__module__.startswith("peft"):
-        model.tower.encoder = model.tower.encoder.merge_and_unload()
-    return model
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 where the device supports it (``auto``), else full precision."""
-    if precision == "fp32":
-        return None
-    ok = torch.cuda.is_bf16_supported() if device.type == "cuda" else _cpu_has_bf16()
-    if precision == "bf16" and not ok:
-        log.warning("bf16 requested but %s lacks native bf16; autocast will emulate it (slow)", device)
-        return torch.bfloat16
-    return torch.bfloat16 if ok else None
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def lr_lambda(spec: TrainSpec):
-    """Linear warm-up to ``lr`` then cosine decay to ``min_lr_ratio * lr`` at ``steps``."""
-
-    def factor(done: int) -> float:
-        if done < spec.warmup_steps:
-            return (done + 1) / spec.warmup_steps
-        progress = min(1.0, (done - spec.warmup_steps) / max(1, spec.steps - spec.warmup_steps))
-        return spec.min_lr_ratio + (1 - spec.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
-MODULES = ("backbone", "tower", "new", "other")  # optimizer groups, in this order
-
-
-def module_of(name: str) -> str:
-    """Which learning rate a trainable parameter takes: ``new`` (the projector, new in a composed model,
-    and the temperature), ``tower`` or ``backbone`` (LoRA adapters included: peft keeps them under the
-    module they wrap), ``other`` for anything else (plain ``lr``)."""
-    if "projector." in name or "logit_scale" in name:
-        return "new"
-    if name.startswith("audio_adapter."):  # backbone LoRA used by audio only
-        return "backbone"
-    if name.startswith("tower."):
-        return "tower"
-    if name.startswith("backbone."):
-        return "backbone"
-    return "other"
-
-
-def module_lrs(spec: TrainSpec) -> dict[str, float]:
-    """Each module's peak learning rate: ``tower_lr`` / ``backbone_lr`` / ``new_lr``, falling back to ``lr``."""
-    return {
-        "backbone": spec.lr if spec.backbone_lr is None else spec.backbone_lr,
-        "tower": spec.lr if spec.tower_lr is None else spec.tower_lr,
-        "new": spec.new_lr or spec.lr,
-        "other": spec.lr,
-    }
-
-
-def _decays(name: str, param: nn.Parameter) -> bool:
-    return param.ndim >= 2 and "logit_scale" not in name
-
-
-def make_optimizer(named: list[tuple[str, nn.Parameter]], spec: TrainSpec) -> torch.optim.Optimizer:
-    """AdamW with one pair of groups per module (see ``module_of``), each at its own learning rate
-    (``module_lrs``); in each pair biases, norms and the temperature get no weight decay. Groups are named
-    (``group["module"]``) and hold their parameters' names, which a checkpoint keeps so that resume can
-    match its state by name. Only ``named`` (the trainable parameters) gets groups; empty groups are dropped."""
-    lrs = module_lrs(spec)
-    groups = []
-    for module in MODULES:
-        members = [(n, p) for n, p in named if module_of(n) == module]
-        for decay in (True, False):
-            params = [(n, p) for n, p in members if _decays(n, p) == decay]
-            if params:
-                groups.append(
-                    {
-                        "params": params,
-                        "lr": lrs[module],
-                        "weight_decay": spec.weight_decay if decay else 0.0,
-                        "module": module,
-                    }
-                )
-    present = {g["module"] for g in groups}
-    for key, module in (("tower_lr", "tower"), ("backbone_lr", "backbone")):
-        if getattr(spec, key) is not None and module not in present:
-            log.warning(
-                "train.%s is set but the %s does not train (trainable: %s, mode: %s); ignored",
-                key,
-                module,
-                spec.trainable,
-                spec.mode,
-            )
-        elif getattr(spec, key) == 0:
-            log.warning(
-                "train.%s is 0: the %s keeps its weights but its gradients are still computed "
-                "(trainable: frozen_tower / projector skip them)",
-                key,
-                module,
-            )
-    return torch.optim.AdamW(groups, lr=spec.lr, betas=tuple(spec.betas), eps=spec.eps)
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, spec: TrainSpec) -> torch.optim.lr_scheduler.LambdaLR:
-    """Warm-up + cosine (``lr_lambda``) as one factor that multiplies every group's own peak lr alike."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(spec))
-
-
-def group_lrs(optimizer: torch.optim.Optimizer, key: str = "lr") -> dict[str, float]:
-    """``{module: lr}`` of the optimizer's groups (``key="initial_lr"``: the peak, before the schedule)."""
-    return {g["module"]: g[key] for g in optimizer.param_groups}
-
-
-def describe_groups(optimizer: torch.optim.Optimizer) -> str:
-    """One line: each module's peak learning rate and how many weights it trains."""
-    sizes: dict[str, int] = {}
-    for group in optimizer.param_groups:
-        sizes[group["module"]] = sizes.get(group["module"], 0) + sum(p.numel() for p in group["params"])
-    peaks = group_lrs(optimizer, "initial_lr")
-    return ", ".join(f"{m} {peaks[m]:.3g} ({n:,} weights)" for m, n in sizes.items())
-
-
-def legacy_param_names(named: list[tuple[str, nn.Parameter]]) -> list[list[str]]:
-    """Parameter names per group as optimizers before per-module learning rates laid them out (old
-    checkpoints carry no names): [old decay, old plain, new decay, new plain], empty groups dropped."""
-    groups = []
-    for fresh in (False, True):
-        members = [(n, p) for n, p in named if (module_of(n) == "new") == fresh]
-        for decay in (True, False):
-            groups.append([n for n, p in members if _decays(n, p) == decay])
-    return [g for g in groups if g]
-
-
-class PairEncoder(nn.Module):
-    """What DDP wraps: one chunk of a batch in, its embeddings out (audio + caption, or text pairs).
-
-    When nothing on the text path trains (``trainable: audio_adapter`` or ``projector``), captions are
-    embedded once, by the backbone in eval mode (the pretrained text vectors, no dropout), and reused."""
-
-    def __init__(self, model: nn.Module, mode: str, amp: torch.dtype | None) -> None:
-        super().__init__()
-        self.model = model
-        self.mode = mode
-        self.amp = amp
-        frozen_text = not any(p.requires_grad for p in model.backbone.parameters())
-        self.text_cache: dict[bytes, torch.Tensor] | None = {} if frozen_text else None
-
-    def forward(self, chunk: dict[str, Any]) -> tuple[torch.Tensor, ...]:
-        device = self.model.device
-        with torch.autocast(device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-            if self.mode == "audio":
-                lengths = chunk["lengths"].to(device)
-                features = chunk["features"][..., : int(lengths.max())].to(device)
-                content = chunk.get("content_lengths")
-                content = content.to(device) if content is not None else None
-                return self.model.forward_audio(features, lengths, content), self._text(chunk)
-            out = [self._text(chunk["anchor"]), self._text(chunk["positive"])]
-            if "negative" in chunk:
-                out.append(self._text(chunk["negative"]))
-            return tuple(out)
-
-    def _text(self, part: dict[str, Any]) -> torch.Tensor:
-        mask = part["attention_mask"]
-        keep = mask.bool().any(0)  # drop columns that are padding in every row of this chunk
-        device = self.model.device
-        ids, mask = part["input_ids"][:, keep], mask[:, keep]
-        if self.text_cache is None:
-            return self.model.forward_text(ids.to(device), mask.to(device))
-        keys = [row[m.bool()].numpy().tobytes() for row, m in zip(ids, mask)]
-        first: dict[bytes, int] = {}
-        for i, key in enumerate(keys):
-            if key not in self.text_cache:
-                first.setdefault(key, i)
-        missing = list(first.values())
-        if missing:
-            backbone = self.model.backbone
-            was_training = backbone.training
-            backbone.eval()
-            try:
-                with torch.no_grad():
-                    vectors = self.model.forward_text(ids[missing].to(device), mask[missing].to(device))
-            finally:
-                backbone.train(was_training)
-            for i, vector in zip(missing, vectors):
-                self.text_cache[keys[i]] = vector.float()
-        return torch.stack([self.text_cache[key] for key in keys])
-
-
-def _chunks(batch: dict[str, Any], chunk_size: int) -> list[dict[str, Any]]:
-    if chunk_size <= 0 or chunk_size >= batch["size"]:
-        return [batch]
-    if "anchor" in batch:  # nested text-pair batch: split every part alike
-        parts = {
-            k: list(split_batch(batch[k], chunk_size))
-            for k in ("anchor", "positive", "negative")
-            if k in batch
-        }
-        return [{k: v[i] for k, v in parts.items()} for i in range(len(parts["anchor"]))]
-    return list(
-        split_batch(
-            {
-                k: batch[k]
-                for k in ("features", "lengths", "content_lengths", "input_ids", "attention_mask")
-                if k in batch
-            },
-            chunk_size,
-        )
-    )
-
-
-# ---------------------------------------------------------------------------------------------- trainer
 class Trainer:
     """Owns one run: ``Trainer(recipe).fit(resume=...)`` → summary dict."""
 
@@ -506,10 +190,8 @@ class Trainer:
             dist.barrier()
 
     # ------------------------------------------------------------------ one step
-    def train_step(self, batch: dict[str, Any]) -> float:
-        keys = batch["keys"]
-        negative_keys = batch.get("negative_keys", [])
-        negative_valid = batch.get("negative_valid")
+    def train_step(self, batch: TrainBatch) -> float:
+        keys, negative_keys, negative_valid = batch.keys, batch.negative_keys, batch.negative_valid
 
         def loss_of(*emb: torch.Tensor) -> torch.Tensor:
             hard = emb[2] if len(emb) > 2 else None
@@ -522,7 +204,7 @@ class Trainer:
                 negative_valid=negative_valid,
             )
 
-        chunks = _chunks(batch, self.recipe.train.chunk_size)
+        chunks = batch.split(self.recipe.train.chunk_size)
         if len(chunks) == 1:  # no chunking: one forward with autograd (GradCache would embed twice)
             loss = full_batch_step(self.encoder, chunks[0], loss_of)
         else:
@@ -548,11 +230,11 @@ class Trainer:
         try:
             for batch in self.dev_loader:
                 audio, text = encoder(batch)
-                losses.append(float(self.loss_fn(audio, text, batch["keys"])))
-                accuracy = in_batch_accuracy(audio, text, batch["keys"])
+                losses.append(float(self.loss_fn(audio, text, batch.keys)))
+                accuracy = in_batch_accuracy(audio, text, batch.keys)
                 a2t.append(accuracy[0])
                 t2a.append(accuracy[1])
-                sizes.append(batch["size"])
+                sizes.append(batch.size)
         finally:
             self.loss_fn.gather = gather
             set_train_mode(self.model, True)
@@ -633,7 +315,7 @@ class Trainer:
                     {
                         "kind": "train",
                         "step": self.step,
-                        "epoch": int(batch["epoch"]),
+                        "epoch": batch.epoch,
                         "loss": loss,
                         "lr": self.scheduler.get_last_lr()[0],
                         **{f"lr_{m}": v for m, v in group_lrs(self.optimizer).items()},

@@ -32,6 +32,13 @@ LICENCE = "CC BY-SA 4.0 — Free Spoken Digit Dataset (Jakobovski/free-spoken-di
 BUNDLED_DIR = Path(__file__).resolve().parents[4] / "data" / "fsdd" / "recordings"
 
 
+def bundled_files(n: int | None = None, digits: str = "0123456789") -> list[Path]:
+    """The repository's FSDD subset (real 8 kHz speech), sorted, optionally the first ``n``: the same files
+    wherever the suite or a tiny recipe runs."""
+    files = sorted(p for p in BUNDLED_DIR.glob("*.wav") if p.name[0] in digits)
+    return files[:n] if n is not None else files
+
+
 def default_dir() -> Path | None:
     """Where FSDD recordings are: ``$AUDIOVEC_FSDD``; else the full dataset in ``shared/data/fsdd/recordings``
     beside the checkout when there is one (this project's workspace; it only adds takes); else the 600-file

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from audiovec.testing import QWEN3_OMNI_AUDIO_TINY, QWEN25_OMNI_AUDIO_TINY, tiny_tokenizer
+from audiovec.tiny import QWEN3_OMNI_AUDIO_TINY, QWEN25_OMNI_AUDIO_TINY, tiny_tokenizer
 
 SHARD = "100KB"
 MROPE = {"mrope_section": [2, 3, 3], "rope_type": "default", "type": "default"}
