@@ -85,7 +85,7 @@ def machine() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- clips
 def _fsdd_pool(n: int = 200) -> list[np.ndarray]:
     from audiovec.audio import load_audio
-    from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+    from audiovec.data.fsdd import bundled_files as fsdd_files
 
     files = fsdd_files()
     step = max(1, len(files) // n)

@@ -14,7 +14,7 @@ M1_LLM = "public:Qwen2.5-0.5B"
 
 def m1_configs(tower_layers: int | None = None, llm_layers: int | None = None) -> tuple[dict, dict]:
     """(tower config, backbone config) of M1 from the shipped configs; layer counts optionally cut."""
-    from audiovec.checkpoints import detect_audio, detect_llm
+    from audiovec.build.sources import detect_audio, detect_llm
 
     tower = dict(detect_audio(M1_AUDIO).config)
     llm = dict(detect_llm(M1_LLM).config)
@@ -39,7 +39,7 @@ def build_m1(
     seed: int = 0,
 ) -> Any:
     """An M1-shaped :class:`AudioTextEmbedder` with random (initialised) weights, in eval mode."""
-    from audiovec.compose import _default_dtype as default_dtype
+    from audiovec.build.compose import default_dtype
     from audiovec.model import AudioTextEmbedder, build_backbone
     from audiovec.tiny import tiny_tokenizer
     from audiovec.towers import build_tower

@@ -78,9 +78,9 @@ def _model_key(options: Any) -> str:
 def run_variant(name: str, corpus: dict[str, Any], args: Any, caches: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from audiovec.benchmarks_data import from_manifest
-    from audiovec.demo import DemoOptions, compose_base_model, train_recipe
-    from audiovec.evaluate import evaluate
+    from audiovec.demo.run import DemoOptions, compose_base_model, train_recipe
+    from audiovec.evaluation.evaluate import evaluate
+    from audiovec.evaluation.retrieval_sets import from_manifest
     from audiovec.train.trainer import Trainer
 
     what, changes, overrides = VARIANTS[name]
@@ -158,7 +158,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from audiovec.corpus.build import build_corpus
+    from audiovec.demo.corpus.build import build_corpus
 
     args = parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)

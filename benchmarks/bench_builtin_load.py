@@ -21,8 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     set_threads(args.threads)
     repeats = args.repeats or (2 if args.quick else 5)
+    from audiovec.build.pretrained import DEFAULT_MODEL
     from audiovec.model import AudioTextEmbedder
-    from audiovec.pretrained import DEFAULT_MODEL
 
     folder = Path(tempfile.mkdtemp()) / "saved"
     AudioTextEmbedder.from_pretrained(DEFAULT_MODEL).save_pretrained(folder)

@@ -69,7 +69,7 @@ DECODE, MODEL = "component: decode, 1 thread", "component: model on decoded"
 
 def clip_files(n: int, folder: Path, formats: list[str]) -> dict[str, list[str]]:
     """``n`` FSDD recordings spread over speakers and digits, as the WAVs on disk and re-encoded."""
-    from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+    from audiovec.data.fsdd import bundled_files as fsdd_files
 
     files = fsdd_files()
     picked = files[:: max(1, len(files) // n)][:n]
@@ -93,7 +93,7 @@ def clip_files(n: int, folder: Path, formats: list[str]) -> dict[str, list[str]]
 def long_file(path: Path, seconds: float, fmt: str | None, subtype: str | None, offset: int = 0) -> Path:
     """Real speech (FSDD digits tiled, 8 kHz) written a second at a time (one big write crashes
     libsndfile's Vorbis encoder)."""
-    from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+    from audiovec.data.fsdd import bundled_files as fsdd_files
 
     clip = np.concatenate([sf.read(str(f), dtype="float32")[0] for f in fsdd_files()[::150][:20]])
     rate = 8000

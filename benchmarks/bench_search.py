@@ -2,7 +2,7 @@
 
 The table holds ``--rows`` random unit vectors of dim 896 (Qwen2.5-0.5B's width, M1's embedding size).
 Exact: one query at a time, ``X @ q`` then a partial sort (the float32 matrix lives in RAM). LanceDB: the
-index ``audiovec.index`` builds (IVF + HNSW with scalar quantisation, cosine, ``rows // 4096`` partitions,
+index ``audiovec.apps.index`` builds (IVF + HNSW with scalar quantisation, cosine, ``rows // 4096`` partitions,
 at most 256) searched as audiovec searches (``nprobes`` = an eighth of the partitions, at least 20;
 ``refine_factor 10``), or ``--index ivf_pq``. ``--nprobes`` takes a comma list (``auto`` = audiovec's default)
 and ``--ef`` (HNSW candidates per partition; ``auto`` = LanceDB's default) sweep the recall/latency trade-off
@@ -68,7 +68,7 @@ def build_table(folder: Path, x: np.ndarray, index: str) -> tuple[Any, dict[str,
         if lo:
             tbl.add(batch)
     write_s = time.perf_counter() - start
-    from audiovec.index import ann_partitions
+    from audiovec.apps.index import ann_partitions
 
     partitions = ann_partitions(len(x))
     if index == "ivf_pq":
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         tbl, build = build_table(folder, x, args.index)
         disk_mb = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
-        from audiovec.index import default_nprobes
+        from audiovec.apps.index import default_nprobes
 
         probes = [default_nprobes(build["partitions"]) if v.strip() == "auto" else int(v)
                   for v in args.nprobes.split(",")]  # fmt: skip

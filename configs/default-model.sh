@@ -7,4 +7,4 @@
 set -euo pipefail
 run=${1:-runs/default-model}
 audiovec demo --out "$run" --corpus-size large --steps 3000 --minutes 0 --seed 0
-python -m audiovec.pretrained "$run" src/audiovec/builtin/audiovec-sounds
+python -m audiovec.build.pretrained "$run" src/audiovec/builtin/audiovec-sounds

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from audiovec.data.synth.fsdd import BUNDLED_DIR as FSDD_DIR
-from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+from audiovec.data.fsdd import BUNDLED_DIR as FSDD_DIR
+from audiovec.data.fsdd import bundled_files as fsdd_files
 from audiovec.tiny import save_tiny_embedder
 
 # CI (HYPOTHESIS_PROFILE=ci, set by .ci/run) draws the same examples every run, so a submission never fails on a
@@ -46,8 +46,8 @@ def pretrained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     + all-MiniLM-L6-v2, untrained projector): unlike the tiny random models, whose vectors are all within
     cosine 1e-4 of each other, it tells different sounds apart, so ranking tests can assert which item
     comes back."""
-    from audiovec.compose import compose
-    from audiovec.demo import pretrained_sources
+    from audiovec.build.compose import compose
+    from audiovec.demo.run import pretrained_sources
 
     whisper, minilm = pretrained_sources()
     out = tmp_path_factory.mktemp("pretrained") / "whisper-minilm"

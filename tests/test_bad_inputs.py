@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from audiovec.audio import iter_windows, load_audio
-from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+from audiovec.data.fsdd import bundled_files as fsdd_files
 from audiovec.errors import AudioDecodeError
 from audiovec.tiny import tiny_embedder
 from helpers.badaudio import CLEAN_NAME, BadInput, is_privileged, make_corpus, restore_permissions
@@ -234,7 +234,7 @@ def test_encode_cli_over_the_folder(tmp_path: Path, tiny_model_dir: Path, corpus
 def test_index_over_the_folder_keeps_good_files_and_reports_bad_ones(
     tmp_path: Path, model, corpus: list[BadInput]
 ) -> None:
-    from audiovec.index import AudioIndex
+    from audiovec.apps.index import AudioIndex
 
     folder = corpus[0].path.parent
     files = sorted(folder.iterdir())

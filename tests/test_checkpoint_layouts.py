@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from audiovec.checkpoints import CheckpointReader
-from audiovec.compose import compose
+from audiovec.build.compose import compose
+from audiovec.build.sources import CheckpointReader
 from audiovec.errors import CheckpointError
 from helpers.checkpoints import (
     dump_state_dict,

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from audiovec.checkpoints import (
+from audiovec.build.sources import (
     CheckpointReader,
     detect_audio,
     detect_llm,

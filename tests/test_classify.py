@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiovec.classify import DEFAULT_TEMPLATES, ZeroShotClassifier, label_vectors, parse_labels
+from audiovec.apps.classify import DEFAULT_TEMPLATES, ZeroShotClassifier, label_vectors, parse_labels
 from audiovec.cli import main
 from audiovec.errors import ConfigError
 from audiovec.model import AudioTextEmbedder

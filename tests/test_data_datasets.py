@@ -18,8 +18,8 @@ from audiovec.data.datasets import (
     collate_audio_text,
     make_dataloader,
 )
+from audiovec.data.fsdd import bundled_files as fsdd_files
 from audiovec.data.manifest import write_manifest
-from audiovec.data.synth.fsdd import bundled_files as fsdd_files
 from audiovec.errors import AudioDecodeError, ConfigError, DataError
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

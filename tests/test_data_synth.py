@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from audiovec.audio import load_audio
 from audiovec.data.manifest import read_manifest
-from audiovec.data.synth import build_corpus, events, fsdd, instruments, scenes, speech
-from audiovec.data.synth.captions import TEMPLATES, holdout, make_captions
-from audiovec.data.synth.common import SAMPLE_RATE
-from audiovec.data.synth.corpus import CAPTIONS_PER_CLIP, plan
+from audiovec.demo.synth import build_corpus, events, fsdd, instruments, scenes, speech
+from audiovec.demo.synth.captions import TEMPLATES, holdout, make_captions
+from audiovec.demo.synth.common import SAMPLE_RATE
+from audiovec.demo.synth.corpus import CAPTIONS_PER_CLIP, plan
 
 N = 40
 SOURCES = {"speech", "instrument", "event", "fsdd", "scene"}

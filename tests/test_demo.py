@@ -46,10 +46,10 @@ def test_quick_demo_finds_held_out_real_sounds_far_above_chance(demo_run: Path):
 
 
 def test_demo_model_routes_and_classifies_held_out_real_clips(demo_run: Path, tmp_path: Path):
-    from audiovec.classify import ZeroShotClassifier
+    from audiovec.apps.classify import ZeroShotClassifier
+    from audiovec.apps.routing import Router
     from audiovec.data.manifest import read_manifest
     from audiovec.model import AudioTextEmbedder
-    from audiovec.routing import Router
 
     model = AudioTextEmbedder.from_pretrained(demo_run / "model")
     corpus = demo_run / "corpus"

@@ -15,7 +15,7 @@ import soundfile as sf
 
 import audiovec.model as model_module
 from audiovec.audio import SAMPLE_RATE, load_audio
-from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+from audiovec.data.fsdd import bundled_files as fsdd_files
 from audiovec.errors import AudioDecodeError
 from audiovec.model import AudioTextEmbedder
 from audiovec.tiny import tiny_embedder

@@ -8,17 +8,17 @@ import shutil
 import numpy as np
 import pytest
 
-from audiovec.benchmarks_data import (
+from audiovec.cli import main
+from audiovec.data.fsdd import bundled_files as fsdd_files
+from audiovec.errors import DataError
+from audiovec.evaluation.evaluate import EmbeddingCache, evaluate, model_fingerprint
+from audiovec.evaluation.metrics import retrieval_metrics
+from audiovec.evaluation.retrieval_sets import (
     from_captioned_clips,
     from_manifest,
     load_benchmark,
     read_mteb_dataset,
 )
-from audiovec.cli import main
-from audiovec.data.synth.fsdd import bundled_files as fsdd_files
-from audiovec.errors import DataError
-from audiovec.evaluate import EmbeddingCache, evaluate, model_fingerprint
-from audiovec.metrics import retrieval_metrics
 from audiovec.tiny import save_tiny_embedder, tiny_embedder
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+from audiovec.data.fsdd import bundled_files as fsdd_files
 from helpers.badaudio import make_corpus, restore_permissions
 
 pytest.importorskip("atheris")

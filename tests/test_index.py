@@ -18,11 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import audiovec.index as index_module
-from audiovec.audio import SAMPLE_RATE, load_audio
-from audiovec.cli import main
-from audiovec.data.synth.fsdd import bundled_files as fsdd_files
-from audiovec.index import (
+import audiovec.apps.index as index_module
+from audiovec.apps.index import (
     AudioIndex,
     IndexStoreError,
     embed_source,
@@ -31,6 +28,9 @@ from audiovec.index import (
     model_fingerprint,
     pool_windows,
 )
+from audiovec.audio import SAMPLE_RATE, load_audio
+from audiovec.cli import main
+from audiovec.data.fsdd import bundled_files as fsdd_files
 from audiovec.model import AudioTextEmbedder
 from audiovec.tiny import save_tiny_embedder, tiny_embedder
 from helpers.badaudio import fail_decoding_after
@@ -151,7 +151,7 @@ def test_bad_files_are_reported_and_skipped(model, clips, tmp_path):
 KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time
-    from audiovec.index import AudioIndex
+    from audiovec.apps.index import AudioIndex
     from audiovec.model import AudioTextEmbedder
     model = AudioTextEmbedder.from_pretrained(sys.argv[1])
     def committed(report):
@@ -282,7 +282,7 @@ SHARD_SCRIPT = textwrap.dedent(
     """
     import sys
     import torch.distributed as dist
-    from audiovec.index import AudioIndex
+    from audiovec.apps.index import AudioIndex
     from audiovec.model import AudioTextEmbedder
     dist.init_process_group("gloo")
     model = AudioTextEmbedder.from_pretrained(sys.argv[1])

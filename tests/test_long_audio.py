@@ -14,10 +14,10 @@ import pytest
 import soundfile as sf
 
 import audiovec.model as model_module
+from audiovec.apps.index import embed_source, embed_windows, pool_windows
 from audiovec.audio import SAMPLE_RATE, header_seconds, iter_windows
-from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+from audiovec.data.fsdd import bundled_files as fsdd_files
 from audiovec.errors import AudioDecodeError
-from audiovec.index import embed_source, embed_windows, pool_windows
 from audiovec.model import AudioTextEmbedder
 from audiovec.tiny import tiny_embedder
 from helpers.badaudio import fail_decoding_after
@@ -156,7 +156,7 @@ PEAK_MB = textwrap.dedent(
 MEASURE = PEAK_MB + textwrap.dedent(
     """
     import json, resource, sys
-    from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+    from audiovec.data.fsdd import bundled_files as fsdd_files
     from audiovec.tiny import tiny_embedder
 
 
@@ -233,8 +233,8 @@ MEASURE_INDEX = PEAK_MB + textwrap.dedent(
     """
     import json, resource, sys
     import numpy as np
-    from audiovec.index import AudioIndex, pool_windows
-    from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+    from audiovec.apps.index import AudioIndex, pool_windows
+    from audiovec.data.fsdd import bundled_files as fsdd_files
     from audiovec.tiny import tiny_embedder
 
 

@@ -9,11 +9,11 @@ import pytest
 
 pytest.importorskip("mteb")
 
-from audiovec.benchmarks_data import from_manifest
 from audiovec.cli import main
-from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+from audiovec.data.fsdd import bundled_files as fsdd_files
 from audiovec.errors import DataError
-from audiovec.mteb_wrapper import MtebEncoder, audio_item_to_ref, local_retrieval_task, run_mteb
+from audiovec.evaluation.mteb import MtebEncoder, audio_item_to_ref, local_retrieval_task, run_mteb
+from audiovec.evaluation.retrieval_sets import from_manifest
 from audiovec.tiny import save_tiny_embedder, tiny_embedder
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

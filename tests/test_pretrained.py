@@ -14,10 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiovec.data.synth.fsdd import bundled_files as fsdd_files
-from audiovec.errors import CheckpointError
-from audiovec.model import AudioTextEmbedder
-from audiovec.pretrained import (
+from audiovec.build.pretrained import (
     DEFAULT_MODEL,
     DELTA_NAME,
     MAX_DELTA_BYTES,
@@ -27,6 +24,9 @@ from audiovec.pretrained import (
     load_builtin,
     sha256,
 )
+from audiovec.data.fsdd import bundled_files as fsdd_files
+from audiovec.errors import CheckpointError
+from audiovec.model import AudioTextEmbedder
 
 TEXTS = ["a dog barking", "a man saying seven", "rain falling on a roof"]
 
@@ -63,7 +63,7 @@ def test_builtin_vectors_are_deterministic_and_equal_their_saved_folder(builtin,
 def test_builtin_text_vectors_are_all_minilm_l6_v2(builtin) -> None:
     from sentence_transformers import SentenceTransformer
 
-    from audiovec.pretrained import base_sources
+    from audiovec.build.pretrained import base_sources
 
     reference = SentenceTransformer(str(base_sources()[1]), device="cpu").encode(
         TEXTS, normalize_embeddings=True
@@ -103,8 +103,8 @@ def test_missing_halves_name_the_extra_in_one_line(tmp_path) -> None:
 
 
 def test_commands_default_to_the_builtin_model_and_an_index_records_it(tmp_path, capsys) -> None:
+    from audiovec.apps.index import AudioIndex
     from audiovec.cli import main
-    from audiovec.index import AudioIndex
 
     folder = tmp_path / "clips"
     folder.mkdir()
@@ -127,8 +127,8 @@ def test_the_default_model_tells_held_out_real_speech_from_sound_events(tmp_path
     said is near chance (see the model card)."""
     import soundfile as sf
 
-    from audiovec.data.synth import events
-    from audiovec.index import AudioIndex
+    from audiovec.apps.index import AudioIndex
+    from audiovec.demo.synth import events
 
     folder = tmp_path / "sounds"
     folder.mkdir()

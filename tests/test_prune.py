@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from audiovec.build.prune import layer_prefix, prune, pruned_config, renumber, select_layers
 from audiovec.cli import main
 from audiovec.errors import CheckpointError, ConfigError
 from audiovec.model import AudioTextEmbedder
-from audiovec.prune import layer_prefix, prune, pruned_config, renumber, select_layers
 from audiovec.tiny import save_tiny_embedder
 
 
@@ -117,7 +117,7 @@ def test_prune_refuses_a_non_audiovec_folder(tmp_path):
 
 
 def test_pruned_weights_are_renumbered(tmp_path):
-    from audiovec.checkpoints import CheckpointReader
+    from audiovec.build.sources import CheckpointReader
 
     src = save_tiny_embedder(tmp_path / "src")
     prune(src, tmp_path / "out", [1], strategy="custom")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from audiovec.audio import SAMPLE_RATE, window_spans
-from audiovec.compose import compose
+from audiovec.build.compose import compose
 from audiovec.model import AudioTextEmbedder, EmbedderConfig
 from audiovec.tiny import tiny_embedder, tiny_tokenizer
 from helpers.omni_reference import (

@@ -8,7 +8,7 @@ import pytest
 
 from audiovec.cli import main
 from audiovec.errors import DataError
-from audiovec.report import Baseline, load_run, results_table, write_report
+from audiovec.evaluation.report import Baseline, load_run, results_table, write_report
 
 
 def fake_run(model: str, value: float, sets=("audiocaps", "clotho")) -> dict:

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
+from audiovec.apps.routing import Route, Router, load_routes
 from audiovec.cli import main
 from audiovec.errors import ConfigError
 from audiovec.model import AudioTextEmbedder
-from audiovec.routing import Route, Router, load_routes
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,12 @@ import pytest
 import soundfile as sf
 import uvicorn
 
+from audiovec.apps.classify import ZeroShotClassifier
+from audiovec.apps.index import AudioIndex
 from audiovec.audio import SAMPLE_RATE, load_audio
-from audiovec.classify import ZeroShotClassifier
 from audiovec.cli import main
-from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+from audiovec.data.fsdd import bundled_files as fsdd_files
 from audiovec.errors import ConfigError
-from audiovec.index import AudioIndex
 from audiovec.model import AudioTextEmbedder
 from audiovec.serve import ServiceLimits, check_bind, create_app, uvicorn_config
 

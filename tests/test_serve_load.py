@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 
-from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+from audiovec.data.fsdd import bundled_files as fsdd_files
 from audiovec.model import AudioTextEmbedder
 from audiovec.serve import ServiceLimits, create_app
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from audiovec.checkpoints import detect_llm
-from audiovec.compose import compose
+from audiovec.build.compose import compose
+from audiovec.build.sources import detect_llm
 from audiovec.errors import CheckpointError
 from audiovec.model import AudioTextEmbedder
 from audiovec.pooling import pool
@@ -190,7 +190,7 @@ def test_pool_matches_the_sentence_transformers_pooling_module(mode, side) -> No
 
 def test_the_builtin_model_text_path_is_all_minilm_l6_v2_long_texts_included() -> None:
     """The built-in model keeps MiniLM's text path frozen, so its text vectors are MiniLM's, truncated at 256."""
-    from audiovec.pretrained import DEFAULT_MODEL
+    from audiovec.build.pretrained import DEFAULT_MODEL
 
     model = AudioTextEmbedder.from_pretrained(DEFAULT_MODEL)
     assert model.config.text_max_length == 256

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+from audiovec.data.fsdd import bundled_files as fsdd_files
 from audiovec.model import AudioTextEmbedder
 from audiovec.tiny import save_tiny_embedder
 from audiovec.train.config import Recipe, from_dict

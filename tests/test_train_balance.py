@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+from audiovec.data.fsdd import bundled_files as fsdd_files
 from audiovec.errors import ConfigError
 from audiovec.train.config import Recipe, from_dict
 from audiovec.train.data import audio_dataset

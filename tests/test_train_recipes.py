@@ -72,7 +72,7 @@ def falls(losses: list[float]) -> bool:
 
 
 def test_tiny_m1_trains_loss_falls_and_saves_a_loadable_model(tmp_path):
-    from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+    from audiovec.data.fsdd import bundled_files as fsdd_files
     from audiovec.model import AudioTextEmbedder
 
     losses = run_recipe(REPO / "configs" / "tiny" / "m1.yaml", tmp_path)

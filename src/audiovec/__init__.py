@@ -1,5 +1,6 @@
 """audiovec: audio-text embedding models bootstrapped from multimodal LLMs."""
 
+from audiovec import _moved
 from audiovec.errors import (
     AudioDecodeError,
     AudiovecError,
@@ -10,6 +11,8 @@ from audiovec.errors import (
 )
 
 __version__ = "0.1.0"
+
+_moved.install()  # old module names (audiovec.index, audiovec.compose, ...) keep importing for one release
 
 __all__ = [
     "AudioDecodeError",

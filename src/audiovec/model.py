@@ -738,8 +738,8 @@ class AudioTextEmbedder(nn.Module):
         allow_pickle: bool = False,
     ) -> AudioTextEmbedder:
         """Load a folder written by :meth:`save_pretrained` (safetensors only unless ``allow_pickle``), or a
-        built-in model by name (``"audiovec-sounds"``: see :mod:`audiovec.pretrained`)."""
-        from audiovec.pretrained import is_builtin, load_builtin
+        built-in model by name (``"audiovec-sounds"``: see :mod:`audiovec.build.pretrained`)."""
+        from audiovec.build.pretrained import is_builtin, load_builtin
 
         if is_builtin(path):
             model = load_builtin(str(path), device)

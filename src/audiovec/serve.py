@@ -42,10 +42,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from audiovec.apps.classify import DEFAULT_LOGIT_SCALE, DEFAULT_TEMPLATES, average_prompts, prompts
+from audiovec.apps.index import pool_windows
 from audiovec.audio import SAMPLE_RATE, load_audio, window_spans
-from audiovec.classify import DEFAULT_LOGIT_SCALE, DEFAULT_TEMPLATES, average_prompts, prompts
 from audiovec.errors import AudioDecodeError, ConfigError
-from audiovec.index import pool_windows
 from audiovec.model import batch_samples, length_batches
 
 log = logging.getLogger(__name__)
@@ -415,7 +415,7 @@ def create_app(
     batcher = MicroBatcher(model, limits.max_batch, limits.max_wait_ms)
     index = None
     if db is not None:
-        from audiovec.index import AudioIndex
+        from audiovec.apps.index import AudioIndex
 
         index = AudioIndex.open(db)
         index.check_model(model)

@@ -1,13 +1,13 @@
 """Moved: the tiny models are :mod:`audiovec.tiny`, the bundled FSDD files
-:func:`audiovec.data.synth.fsdd.bundled_files`; the omni reference path lives in the test suite
+:func:`audiovec.data.fsdd.bundled_files`; the omni reference path lives in the test suite
 (``tests/helpers/omni_reference.py``). This re-export goes away in the next release."""
 
 from __future__ import annotations
 
 import warnings
 
-from audiovec.data.synth.fsdd import BUNDLED_DIR as FSDD_DIR
-from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+from audiovec.data.fsdd import BUNDLED_DIR as FSDD_DIR
+from audiovec.data.fsdd import bundled_files as fsdd_files
 from audiovec.tiny import (
     BACKBONE_CONFIGS,
     BERT_TINY,
@@ -25,7 +25,7 @@ from audiovec.tiny import (
 )
 
 warnings.warn(
-    "audiovec.testing moved: import audiovec.tiny (tiny models) or audiovec.data.synth.fsdd.bundled_files",
+    "audiovec.testing moved: import audiovec.tiny (tiny models) or audiovec.data.fsdd.bundled_files",
     DeprecationWarning,
     stacklevel=2,
 )

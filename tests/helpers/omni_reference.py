@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from audiovec.data.synth.fsdd import bundled_files
+from audiovec.data.fsdd import bundled_files
 from audiovec.model import AudioTextEmbedder
 from audiovec.tiny import QWEN2_TINY, QWEN3_OMNI_AUDIO_TINY, QWEN25_OMNI_AUDIO_TINY, tiny_tokenizer
 

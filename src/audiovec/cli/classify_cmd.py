@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audiovec.classify import DEFAULT_TEMPLATES, ZeroShotClassifier, parse_labels
+    from audiovec.apps.classify import DEFAULT_TEMPLATES, ZeroShotClassifier, parse_labels
     from audiovec.model import AudioTextEmbedder
 
     labels = parse_labels(args.labels, args.labels_file)

@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audiovec.compose import REPORT_NAME, compose, format_counts, format_report
+    from audiovec.build.compose import REPORT_NAME, compose, format_counts, format_report
 
     if not args.dry_run and not args.out:
         raise ConfigError("--out is required (or pass --dry-run)")

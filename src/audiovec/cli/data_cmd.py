@@ -98,8 +98,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--require-negative", action="store_true", help="(--mode nli) keep only rows with a negative"
         )
 
-    from audiovec.corpus.cli import register as register_sounds
-    from audiovec.data.synth.cli import register as register_synth
+    from audiovec.demo.corpus.cli import register as register_sounds
+    from audiovec.demo.synth.cli import register as register_synth
 
     register_sounds(sub)
     register_synth(sub)

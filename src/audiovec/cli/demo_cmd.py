@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-SIZES = ("small", "default", "large")  # = audiovec.corpus.build.SIZES
+SIZES = ("small", "default", "large")  # = audiovec.demo.corpus.build.SIZES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from audiovec.demo import DemoOptions
+    from audiovec.demo.run import DemoOptions
 
     d = DemoOptions()
     p = subparsers.add_parser(
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audiovec.demo import DemoOptions, print_summary, run_demo
+    from audiovec.demo.run import DemoOptions, print_summary, run_demo
 
     options = DemoOptions(
         out=args.out, corpus_size=args.corpus_size, packages=args.packages, steps=args.steps,

@@ -71,8 +71,8 @@ def _int_list(text: str, what: str) -> list[int]:
 
 
 def collect_sets(args: argparse.Namespace) -> list[Any]:
-    from audiovec.benchmarks_data import from_manifest, load_benchmark
     from audiovec.errors import ConfigError
+    from audiovec.evaluation.retrieval_sets import from_manifest, load_benchmark
 
     sets = [from_manifest(path) for path in args.manifest]
     names = [n.strip() for n in args.benchmark.split(",") if n.strip()]
@@ -88,10 +88,10 @@ def collect_sets(args: argparse.Namespace) -> list[Any]:
 
 def run(args: argparse.Namespace) -> int:
     from audiovec import __version__
-    from audiovec.evaluate import evaluate, model_fingerprint
+    from audiovec.build.pretrained import is_builtin
+    from audiovec.evaluation.evaluate import evaluate, model_fingerprint
+    from audiovec.evaluation.report import results_table
     from audiovec.model import AudioTextEmbedder
-    from audiovec.pretrained import is_builtin
-    from audiovec.report import results_table
 
     ks = _int_list(args.ks, "--ks")
     sets = collect_sets(args)

@@ -8,7 +8,9 @@ import json
 
 from audiovec.cli.models import add_inputs_and_model, split_model
 
-DEFAULT_ANN_THRESHOLD = 50_000  # = audiovec.index.DEFAULT_ANN_THRESHOLD (not imported: keeps --help fast)
+DEFAULT_ANN_THRESHOLD = (
+    50_000  # = audiovec.apps.index.DEFAULT_ANN_THRESHOLD (not imported: keeps --help fast)
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audiovec.index import AudioIndex
+    from audiovec.apps.index import AudioIndex
     from audiovec.model import AudioTextEmbedder
 
     name, paths = split_model(args, args.paths)

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audiovec.prune import prune
+    from audiovec.build.prune import prune
 
     keep = parse_layers(args.keep_layers)
     if keep is None:

@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audiovec.report import Baseline, load_run, seed_baselines, write_report
+    from audiovec.evaluation.report import Baseline, load_run, seed_baselines, write_report
 
     runs = [load_run(p) for p in args.results]
     baselines = [Baseline.parse(s) for s in args.baseline]

@@ -17,9 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from audiovec.apps.routing import Router
     from audiovec.errors import AudioDecodeError
     from audiovec.model import AudioTextEmbedder
-    from audiovec.routing import Router
 
     name, args.files = split_model(args, args.files)
     model = AudioTextEmbedder.from_pretrained(name)

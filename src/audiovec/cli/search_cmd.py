@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audiovec.index import AudioIndex, embed_source, load_index_model
+    from audiovec.apps.index import AudioIndex, embed_source, load_index_model
 
     if (args.query is None) == (args.audio is None):
         raise ConfigError("give either a text query or --audio FILE")

@@ -35,7 +35,7 @@ def fsdd_rows(n: int | None = None, split: str = "train", dev_every: int = 10) -
     """Manifest rows for the bundled FSDD speech digits (tiny recipes, tests): ``{digit}_{speaker}_{k}.wav``
     → captions "a man saying seven" / "seven spoken by george", label the digit word. Recordings with
     ``k % dev_every == 0`` form the dev split."""
-    from audiovec.data.synth.fsdd import bundled_files as fsdd_files
+    from audiovec.data.fsdd import bundled_files as fsdd_files
 
     rows = []
     for path in fsdd_files():

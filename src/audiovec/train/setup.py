@@ -48,7 +48,7 @@ def build_model(spec: ModelSpec, recipe: Recipe) -> nn.Module:
 
 def keep_layers(model: nn.Module, keep: int | list[int]) -> None:
     """Drop backbone layers in memory, choosing them like ``audiovec prune`` does."""
-    from audiovec.prune import select_layers
+    from audiovec.build.prune import select_layers
 
     layers = model.backbone.layers
     chosen = select_layers(len(layers), keep)

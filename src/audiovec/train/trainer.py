@@ -253,8 +253,8 @@ class Trainer:
         if not isinstance(dev, str):
             return {}
         try:
-            from audiovec.benchmarks_data import from_manifest
-            from audiovec.evaluate import evaluate
+            from audiovec.evaluation.evaluate import evaluate
+            from audiovec.evaluation.retrieval_sets import from_manifest
         except ImportError:
             return {}
         was_training = self.model.training

@@ -21,9 +21,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from audiovec.benchmarks_data import AudioRef, RetrievalSet
 from audiovec.errors import DataError
-from audiovec.metrics import (
+from audiovec.evaluation.metrics import (
     DEFAULT_KS,
     chance_metrics,
     per_query_metrics,
@@ -31,6 +30,7 @@ from audiovec.metrics import (
     retrieval_metrics,
     summarize,
 )
+from audiovec.evaluation.retrieval_sets import AudioRef, RetrievalSet
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ Attrs = dict[str, object]
 Template = Callable[[Attrs], str]
 
 
-def _article(word: str) -> str:
+def with_article(word: str) -> str:
+    """"a dog", "an owl": the indefinite article by first letter (good enough for caption words)."""
     return ("an " if word[:1].lower() in "aeiou" else "a ") + word
 
 
@@ -36,7 +37,7 @@ def _subject(a: Attrs) -> str:
 def _voice(a: Attrs) -> str:
     gender = "male" if a["person"] == "man" else "female"
     adjective = {"old": "elderly ", "croaky": "hoarse ", "whisper": "whispering "}.get(str(a["style"]), "")
-    return f"{_article(adjective + gender)} voice"
+    return f"{with_article(adjective + gender)} voice"
 
 
 def _saying(a: Attrs) -> str:
@@ -62,7 +63,7 @@ def _spoken(a: Attrs) -> str:
 
 SPEECH_EN_TRAIN: list[Template] = [
     lambda a: f"{_subject(a)} {_saying(a)} '{a['sentence']}'{_adv(a)}",
-    lambda a: f"{_subject(a)} with {_article(str(a['accent']))} accent {_saying(a)} '{a['sentence']}'",
+    lambda a: f"{_subject(a)} with {with_article(str(a['accent']))} accent {_saying(a)} '{a['sentence']}'",
     lambda a: f"{_subject(a)} {_says(a)} '{a['sentence']}'{_adv(a)}",
     lambda a: f"the words '{a['sentence']}' {_spoken(a)} by {_subject(a)}",
 ]
@@ -102,7 +103,7 @@ def _tex(a: Attrs) -> str:
 
 
 def _a_inst(a: Attrs) -> str:
-    return _article(str(a["instrument"]))
+    return with_article(str(a["instrument"]))
 
 
 INSTRUMENT_TRAIN: list[Template] = [
@@ -112,12 +113,12 @@ INSTRUMENT_TRAIN: list[Template] = [
     lambda a: f"{_a_inst(a)} playing {a['articulation']} {a['register']} notes at a {a['tempo']} tempo",
 ]
 INSTRUMENT_TEST: list[Template] = [
-    lambda a: f"{_article(_tex(a))} performed on {_a_inst(a)} in its {_RANGE[str(a['register'])]} range",
+    lambda a: f"{with_article(_tex(a))} performed on {_a_inst(a)} in its {_RANGE[str(a['register'])]} range",
     lambda a: (
         f"{_a_inst(a)} heard playing a {_PITCHED[str(a['register'])]} {_tex(a)}, {a['tempo']} and {a['dynamics']}"
     ),
     lambda a: (
-        f"music: {_article(str(a['tempo']))} {a['articulation']} {_tex(a)} from {_a_inst(a)}, {a['register']} register"
+        f"music: {with_article(str(a['tempo']))} {a['articulation']} {_tex(a)} from {_a_inst(a)}, {a['register']} register"
     ),
 ]
 DRUMS_TRAIN: list[Template] = [
@@ -127,7 +128,7 @@ DRUMS_TRAIN: list[Template] = [
 ]
 DRUMS_TEST: list[Template] = [
     lambda a: f"percussion: a {a['style']} at a {a['tempo']} tempo",
-    lambda a: f"{_article(str(a['tempo']))} {a['style']} performed by a drummer",
+    lambda a: f"{with_article(str(a['tempo']))} {a['style']} performed by a drummer",
 ]
 
 # --- events, FSDD, scenes ---------------------------------------------------------------------------
@@ -161,13 +162,13 @@ def _number(a: Attrs) -> str:
 
 
 FSDD_TRAIN: list[Template] = [
-    lambda a: f"a man with {_article(str(a['accent']))} accent saying {_digits(a)}",
-    lambda a: f"a man saying {_number(a)} {_digits(a)} with {_article(str(a['accent']))} accent",
-    lambda a: f"{_article(str(a['accent']))}-accented man reading digits: {_digits(a)}",
+    lambda a: f"a man with {with_article(str(a['accent']))} accent saying {_digits(a)}",
+    lambda a: f"a man saying {_number(a)} {_digits(a)} with {with_article(str(a['accent']))} accent",
+    lambda a: f"{with_article(str(a['accent']))}-accented man reading digits: {_digits(a)}",
 ]
 FSDD_TEST: list[Template] = [
-    lambda a: f"{_digits(a)}, spoken by a man with {_article(str(a['accent']))} accent",
-    lambda a: f"a male voice with {_article(str(a['accent']))} accent reading out {_number(a)} {_digits(a)}",
+    lambda a: f"{_digits(a)}, spoken by a man with {with_article(str(a['accent']))} accent",
+    lambda a: f"a male voice with {with_article(str(a['accent']))} accent reading out {_number(a)} {_digits(a)}",
     lambda a: f"{a['accent']}-accented English: {_digits(a)}",
 ]
 OVERLAY_TRAIN: list[Template] = [
@@ -226,7 +227,7 @@ def noun_phrase(family: str, attrs: Attrs) -> str:
             return f"{_subject(attrs)} {verb} in {attrs['language']}"
         return f"{_subject(attrs)} {verb}"
     if family == "instrument":
-        return f"{_a_inst(attrs)} playing {_article(_tex(attrs))}"
+        return f"{_a_inst(attrs)} playing {with_article(_tex(attrs))}"
     if family == "drums":
         return f"drums playing a {attrs['style']}"
     return str(attrs["np"])

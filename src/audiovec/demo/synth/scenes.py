@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from audiovec.data.synth import events, instruments, speech
-from audiovec.data.synth.captions import noun_phrase
-from audiovec.data.synth.common import Clip, fit_length, mix, normalize, pick, seconds
+from audiovec.demo.synth import events, instruments, speech
+from audiovec.demo.synth.captions import noun_phrase
+from audiovec.demo.synth.common import Clip, fit_length, mix, normalize, pick, seconds
 
 SPEAKERS = ("speech:man", "speech:woman")
 FOREGROUND_EVENTS = [f"event:{k}:{v}" for k, v in events.FOREGROUNDS]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiovec.data.synth.common import Clip, fit_length, normalize, pick, resample, trim_silence
+from audiovec.demo.synth.common import Clip, fit_length, normalize, pick, resample, trim_silence
 from audiovec.errors import DataError
 
 WORKER = Path(__file__).with_name("espeak_worker.py")

@@ -1,6 +1,6 @@
 """Turn one Debian package's labelled sound files into 16 kHz mono clips and manifest rows.
 
-A package is processed in one pass over its ``.deb`` (see :mod:`audiovec.corpus.debian`): each file its label
+A package is processed in one pass over its ``.deb`` (see :mod:`audiovec.demo.corpus.debian`): each file its label
 table keeps is decoded, trimmed of leading/trailing silence, cut into at most ``crops`` clips of at most
 10 s (long ambient loops give several), peak-normalised and written as 16-bit WAV. The package's rows are
 written last, so a folder with its rows file is complete and is reused by the next build.
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from audiovec.audio import SAMPLE_RATE, load_audio
-from audiovec.corpus.debian import iter_members
-from audiovec.corpus.labels import Labelled, load_table
-from audiovec.data.synth.common import fade, normalize, trim_silence
+from audiovec.demo.corpus.debian import iter_members
+from audiovec.demo.corpus.labels import Labelled, load_table
+from audiovec.demo.synth.common import fade, normalize, trim_silence
 from audiovec.errors import AudiovecError
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def table_digest(package: str) -> str:
     """A fingerprint of the label table and vocabulary, so an edited table rebuilds its package."""
     from importlib import resources
 
-    root = resources.files("audiovec.corpus")
+    root = resources.files("audiovec.demo.corpus")
     parts = [
         root.joinpath("labels", f"{package}.yaml").read_bytes(),
         root.joinpath("vocabulary.yaml").read_bytes(),

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import signal
 
-from audiovec.data.synth.common import SAMPLE_RATE, Clip, fit_length, normalize, seconds
+from audiovec.demo.synth.common import SAMPLE_RATE, Clip, fit_length, normalize, seconds
 
 SR = SAMPLE_RATE
 Gen = Callable[[np.random.Generator, str, float], np.ndarray]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-SIZES = ("small", "default", "large")  # = audiovec.corpus.build.SIZES (not imported: keeps --help light)
+SIZES = ("small", "default", "large")  # = audiovec.demo.corpus.build.SIZES (not imported: keeps --help light)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _sounds(args: argparse.Namespace) -> int:
-    from audiovec.corpus.build import build_corpus
+    from audiovec.demo.corpus.build import build_corpus
 
     result = build_corpus(
         args.out, size=args.size, seed=args.seed, packages=args.packages, fsdd_dir=args.fsdd,
@@ -59,9 +59,9 @@ def _labels(args: argparse.Namespace) -> int:
     from collections import Counter
     from pathlib import Path
 
-    from audiovec.corpus import debian
-    from audiovec.corpus.build import default_cache_dir
-    from audiovec.corpus.labels import coverage, load_table
+    from audiovec.demo.corpus import debian
+    from audiovec.demo.corpus.build import default_cache_dir
+    from audiovec.demo.corpus.labels import coverage, load_table
 
     table = load_table(args.package)
     cache = Path(args.cache) if args.cache else default_cache_dir()

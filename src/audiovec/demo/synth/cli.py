@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-DEFAULT_N = 600  # = audiovec.data.synth.corpus.DEFAULT_N (not imported: --help must not need the demo extra)
+DEFAULT_N = 600  # = audiovec.demo.synth.corpus.DEFAULT_N (not imported: --help must not need the demo extra)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Build the corpus and print where it is."""
-    from audiovec.data.synth.corpus import build_corpus
+    from audiovec.demo.synth.corpus import build_corpus
 
     result = build_corpus(
         args.out,

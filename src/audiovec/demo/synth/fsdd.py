@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from audiovec.audio import load_audio
-from audiovec.data.synth.common import Clip, fit_length, normalize, pick, seconds, trim_silence
+from audiovec.data.fsdd import BUNDLED_DIR, bundled_files, default_dir  # noqa: F401  (re-exported)
+from audiovec.demo.synth.common import Clip, fit_length, normalize, pick, seconds, trim_silence
 from audiovec.errors import DataError
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -27,31 +28,6 @@ SPEAKERS = {
 }
 TEST_TAKES = range(0, 5)
 LICENCE = "CC BY-SA 4.0 — Free Spoken Digit Dataset (Jakobovski/free-spoken-digit-dataset)"
-
-
-BUNDLED_DIR = Path(__file__).resolve().parents[4] / "data" / "fsdd" / "recordings"
-
-
-def bundled_files(n: int | None = None, digits: str = "0123456789") -> list[Path]:
-    """The repository's FSDD subset (real 8 kHz speech), sorted, optionally the first ``n``: the same files
-    wherever the suite or a tiny recipe runs."""
-    files = sorted(p for p in BUNDLED_DIR.glob("*.wav") if p.name[0] in digits)
-    return files[:n] if n is not None else files
-
-
-def default_dir() -> Path | None:
-    """Where FSDD recordings are: ``$AUDIOVEC_FSDD``; else the full dataset in ``shared/data/fsdd/recordings``
-    beside the checkout when there is one (this project's workspace; it only adds takes); else the 600-file
-    subset that ships in the repository (``data/fsdd/recordings``); else None (an installed wheel)."""
-    env = os.environ.get("AUDIOVEC_FSDD")
-    if env:
-        return Path(env)
-    for start in (Path(__file__).resolve(), Path.cwd().resolve()):
-        for parent in [start, *start.parents]:
-            candidate = parent.parent / "shared" / "data" / "fsdd" / "recordings"
-            if candidate.is_dir():
-                return candidate
-    return BUNDLED_DIR if BUNDLED_DIR.is_dir() else None
 
 
 def index(folder: str | os.PathLike) -> dict[tuple[str, int], list[Path]]:

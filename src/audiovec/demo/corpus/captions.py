@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from audiovec.corpus.labels import Labelled, vocabulary
+from audiovec.demo.corpus.labels import Labelled, vocabulary
 
 NOUN = {
     "man": ("a man", "a male voice", "a man's voice"),

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from audiovec.corpus.archives import ZIP_SUFFIXES, is_archive, is_audio, members
+from audiovec.demo.corpus.archives import ZIP_SUFFIXES, is_archive, is_audio, members
 from audiovec.errors import DataError
 
 log = logging.getLogger(__name__)

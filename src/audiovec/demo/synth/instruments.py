@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiovec.data.synth.common import SAMPLE_RATE, Clip, fit_length, normalize, pick, seconds
+from audiovec.demo.synth.common import SAMPLE_RATE, Clip, fit_length, normalize, pick, seconds
 
 # name -> (GM program, lowest MIDI note, highest MIDI note, can play chords, envelope family)
 INSTRUMENTS: dict[str, tuple[int, int, int, bool, str]] = {

@@ -118,7 +118,7 @@ def prune(
     overwrite: bool = False,
 ) -> PruneResult:
     """Write a copy of a saved audiovec model with only some backbone layers (read lazily, kept only)."""
-    from audiovec.checkpoints import CheckpointReader, read_config
+    from audiovec.build.sources import CheckpointReader, read_config
     from audiovec.serialization import SAFE_INDEX, SAFE_WEIGHTS, atomic_directory, save_state_dict
 
     src = Path(model_dir)

@@ -38,7 +38,7 @@ SAFE_INDEX = "model.safetensors.index.json"
 PICKLE_WEIGHTS = ("pytorch_model.bin", "model.bin", "model.pt")
 PICKLE_INDEX = "pytorch_model.bin.index.json"
 PUBLIC_PREFIX = "public:"
-PUBLIC_DIR = Path(__file__).resolve().parent / "public_configs"
+PUBLIC_DIR = Path(__file__).resolve().parents[1] / "public_configs"
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
     "merges.txt", "vocab.txt", "tokenizer.model", "sentencepiece.bpe.model", "spm.model", "chat_template.json",
@@ -62,7 +62,7 @@ class Component:
     component's own transformers config dict; ``prefixes`` are the key prefixes it may have in the weights,
     most likely first; ``skipped`` are prefixes of tensors that belong to this model but are not kept
     (an LM head, a BERT pooler) and are reported as skipped rather than ignored silently; ``text_options``
-    is what a sentence-transformers folder says about the text path (see :mod:`audiovec.st_layout`).
+    is what a sentence-transformers folder says about the text path (see :mod:`audiovec.build.st_layout`).
     """
 
     role: str
@@ -160,7 +160,7 @@ def _describe(config: dict[str, Any]) -> str:
 def _ct2(folder: Path) -> bool:
     """A CTranslate2 Whisper folder; one of another CTranslate2 binary version is refused by its version."""
     try:
-        from audiovec.ct2_whisper import is_ct2_whisper_dir, require_supported_ct2
+        from audiovec.build.ct2_whisper import is_ct2_whisper_dir, require_supported_ct2
     except ImportError:  # pragma: no cover - optional module
         return False
     require_supported_ct2(folder)
@@ -256,7 +256,7 @@ def detect_llm(src: str | os.PathLike) -> Component:
     In a sentence-transformers folder the transformer may sit in a subfolder (``0_Transformer/``); its
     pooling mode and ``max_seq_length`` come back in ``text_options``.
     """
-    from audiovec.st_layout import read_st_layout
+    from audiovec.build.st_layout import read_st_layout
 
     folder, hub = resolve_source(src)
     st = read_st_layout(folder)

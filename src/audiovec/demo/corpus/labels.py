@@ -45,7 +45,7 @@ class Vocabulary:
 @cache
 def vocabulary() -> Vocabulary:
     """``vocabulary.yaml`` plus the additions in ``vocabulary.d/*.yaml`` (one file per curator)."""
-    root = resources.files("audiovec.corpus")
+    root = resources.files("audiovec.demo.corpus")
     entries = yaml.safe_load(root.joinpath("vocabulary.yaml").read_text(encoding="utf-8"))
     extra = root.joinpath("vocabulary.d")
     if extra.is_dir():
@@ -137,7 +137,7 @@ def _fill(template: str, path: str) -> str:
 
 
 def available_tables() -> list[str]:
-    folder = resources.files("audiovec.corpus").joinpath("labels")
+    folder = resources.files("audiovec.demo.corpus").joinpath("labels")
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -147,7 +147,7 @@ def load_table(package: str) -> LabelTable:
     where = f"labels/{package}.yaml"
     try:
         text = (
-            resources.files("audiovec.corpus")
+            resources.files("audiovec.demo.corpus")
             .joinpath("labels", f"{package}.yaml")
             .read_text(encoding="utf-8")
         )

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from audiovec.checkpoints import (
+from audiovec.build.sources import (
     CheckpointReader,
     Component,
     copy_tokenizer_files,
@@ -39,7 +39,7 @@ from audiovec.checkpoints import (
     pick_prefix,
 )
 from audiovec.errors import CheckpointError, ConfigError
-from audiovec.prune import layer_prefix, pruned_config, renumber, select_layers
+from audiovec.build.prune import layer_prefix, pruned_config, renumber, select_layers
 
 REPORT_NAME = "compose_report.json"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -136,7 +136,7 @@ def _build(audio: Component, backbone_config: dict[str, Any], device: str | None
     if audio.layout == "ct2_whisper":
         tower_config = _ct2_config(audio)
     ctx = torch.device(device) if device == "meta" else contextlib.nullcontext()
-    with ctx, no_init(), _default_dtype(dtype):
+    with ctx, no_init(), default_dtype(dtype):
         try:
             tower = build_tower(audio.kind, tower_config)
         except (TypeError, ValueError, AttributeError) as exc:
@@ -153,7 +153,7 @@ def _build(audio: Component, backbone_config: dict[str, Any], device: str | None
 
 
 @contextlib.contextmanager
-def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -163,7 +163,7 @@ def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
 
 
 def _ct2_config(audio: Component) -> dict[str, Any]:
-    from audiovec.ct2_whisper import load_ct2_whisper_encoder
+    from audiovec.build.ct2_whisper import load_ct2_whisper_encoder
 
     _, config = load_ct2_whisper_encoder(audio.path)
     return config.to_dict()
@@ -362,7 +362,7 @@ def _backbone_probe(config: dict[str, Any]) -> list[str]:
 
 
 def _copy_ct2(audio: Component, tower: Any, dtype: torch.dtype) -> _Copier:
-    from audiovec.ct2_whisper import load_ct2_whisper_encoder
+    from audiovec.build.ct2_whisper import load_ct2_whisper_encoder
 
     encoder, _ = load_ct2_whisper_encoder(audio.path)
     state = encoder.state_dict()

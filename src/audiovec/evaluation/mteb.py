@@ -5,7 +5,7 @@ hf_split, hf_subset, prompt_type, **kwargs)`` receives batches with a ``"text"``
 list whose items are ``{"array", "sampling_rate"}`` (also accepted: ``{"bytes"}`` / ``{"path"}`` cells of
 undecoded ``datasets.Audio`` columns, and torchcodec decoders). A batch with both gets the normalised sum.
 
-``local_retrieval_task`` turns a :class:`~audiovec.benchmarks_data.RetrievalSet` into an mteb
+``local_retrieval_task`` turns a :class:`~audiovec.evaluation.retrieval_sets.RetrievalSet` into an mteb
 ``Any2AnyRetrieval`` task without the hub, so mteb's own evaluation can be run on local data (and
 checked against ``audiovec eval``).
 """
@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from audiovec.benchmarks_data import AudioRef, RetrievalSet
 from audiovec.errors import DataError
-from audiovec.metrics import trec_doc_ids
+from audiovec.evaluation.metrics import trec_doc_ids
+from audiovec.evaluation.retrieval_sets import AudioRef, RetrievalSet
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
@@ -91,7 +91,7 @@ class MtebEncoder:
         self.mteb_model_meta = _model_meta(model_name, model, revision)
 
     def _audio(self, items: Sequence[Any]) -> np.ndarray:
-        from audiovec.evaluate import encode_audio_refs
+        from audiovec.evaluation.evaluate import encode_audio_refs
 
         return encode_audio_refs(self.model, [audio_item_to_ref(x) for x in items], self.audio_batch_size)
 

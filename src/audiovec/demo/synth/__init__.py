@@ -12,7 +12,7 @@ __all__ = ["DEFAULT_N", "build_corpus"]
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from audiovec.data.synth import corpus
+        from audiovec.demo.synth import corpus
 
         return getattr(corpus, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

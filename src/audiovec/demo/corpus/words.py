@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from audiovec.corpus.labels import Labelled
-from audiovec.data.synth.common import fit_length, normalize, pick, trim_silence
+from audiovec.demo.corpus.labels import Labelled
+from audiovec.demo.synth.common import fit_length, normalize, pick, trim_silence
 
 # language -> (eSpeak voice, words and short phrases in that language's own spelling)
 WORDS: dict[str, tuple[str, tuple[str, ...]]] = {

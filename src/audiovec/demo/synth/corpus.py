@@ -19,9 +19,9 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from audiovec.data.manifest import write_manifest
-from audiovec.data.synth import events, fsdd, instruments, scenes, speech
-from audiovec.data.synth.captions import holdout, make_captions
-from audiovec.data.synth.common import SAMPLE_RATE, Clip, rng_for
+from audiovec.demo.synth import events, fsdd, instruments, scenes, speech
+from audiovec.demo.synth.captions import holdout, make_captions
+from audiovec.demo.synth.common import SAMPLE_RATE, Clip, rng_for
 from audiovec.errors import DataError
 
 log = logging.getLogger(__name__)

