@@ -39,15 +39,14 @@ DIRECTIONS = {"t2a": "Text-to-audio retrieval", "a2t": "Audio-to-text retrieval"
 
 # ----------------------------------------------------------------------------------------- training record
 def training_record(sources: Iterable[str | os.PathLike | list[Mapping[str, Any]]]) -> dict[str, Any]:
-    """``{"manifests", "datasets", "date"}`` for the manifests (paths) or row lists a model was trained on."""
-    from audiovec.data.manifest import read_manifest
-
+    """``{"manifests", "datasets", "date"}`` for the JSONL files (audio manifests, text pairs) or row lists a
+    model was trained on; rows count under their ``source`` field."""
     manifests: list[str] = []
     counts: Counter[str] = Counter()
     for source in sources:
         if isinstance(source, (str, os.PathLike)):
             manifests.append(Path(source).name)
-            rows = read_manifest(source)
+            rows = _jsonl_rows(Path(source))
         else:
             rows = source
         for row in rows:
@@ -57,6 +56,17 @@ def training_record(sources: Iterable[str | os.PathLike | list[Mapping[str, Any]
         "datasets": dict(sorted(counts.items())),
         "date": datetime.date.today().isoformat(),
     }
+
+
+def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
+    from audiovec.errors import DataError
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        rows = [json.loads(line) for line in lines if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read it as JSONL to record the training data ({exc})") from None
+    return [r for r in rows if isinstance(r, dict)]
 
 
 def record_training_data(model: Any, record: Mapping[str, Any]) -> None:
