@@ -58,7 +58,10 @@ def _handler(state: HubState) -> type[BaseHTTPRequestHandler]:
                     return self._reply(
                         409, {"error": "You already created this model repo", "url": f"{base}/{repo_id}"}
                     )
-                state.repos[repo_id] = {"visibility": body.get("visibility"), "type": body.get("type", "model")}
+                state.repos[repo_id] = {
+                    "visibility": body.get("visibility"),
+                    "type": body.get("type", "model"),
+                }
                 return self._reply(200, {"url": f"{base}/{repo_id}", "name": repo_id})
             if path == "/api/validate-yaml":
                 body = record["json"] = json.loads(raw)
