@@ -44,6 +44,7 @@ def test_dataset_names_map_to_every_task_on_that_dataset() -> None:
     assert mteb_task_names(["ESC50"]) == {"ESC50"}  # an mteb task name stands for itself
 
 
+@pytest.mark.slow
 def test_builtin_model_meta() -> None:
     model = AudioTextEmbedder.from_pretrained("audiovec-sounds")
     meta = model_meta("audiovec-sounds")

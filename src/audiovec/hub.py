@@ -39,8 +39,7 @@ def upload_plan(folder: str | os.PathLike) -> list[Any]:
     """The ``CommitOperationAdd`` list that uploads ``folder`` (paths relative to it, sorted)."""
     from huggingface_hub import CommitOperationAdd
 
-    from audiovec.model_card import CARD_NAME
-    from audiovec.st_module import MODULES_NAME, ST_CONFIG_NAME
+    from audiovec.model_card import CARD_NAME, MODULES_NAME, ST_CONFIG_NAME
 
     folder = Path(folder)
     _audiovec_folder(folder)

@@ -37,6 +37,38 @@ CARD_METRICS = ("hit_rate@1", "hit_rate@5", "hit_rate@10", "recall@5", "ndcg@10"
 DIRECTIONS = {"t2a": "Text-to-audio retrieval", "a2t": "Audio-to-text retrieval"}
 
 
+# ----------------------------------------------------------------------------------------- sentence-transformers
+MODULE_TYPE = "audiovec.st_module.AudiovecModule"
+MODULES_NAME = "modules.json"
+ST_CONFIG_NAME = "config_sentence_transformers.json"
+# the sentence-transformers release line these files are written for (pyproject's `st` extra)
+ST_VERSION = "6.2.0"
+
+
+def write_st_files(folder: str | os.PathLike) -> None:
+    """Write ``modules.json`` and ``config_sentence_transformers.json`` into an audiovec model folder.
+
+    Plain JSON: audiovec writes them without sentence-transformers installed.
+    """
+    folder = Path(folder)
+    modules = [{"idx": 0, "name": "0", "path": "", "type": MODULE_TYPE}]
+    (folder / MODULES_NAME).write_text(json.dumps(modules, indent=2) + "\n")
+    config = {
+        "model_type": "SentenceTransformer",
+        "__version__": {"sentence_transformers": ST_VERSION, "audiovec": _audiovec_version()},
+        "prompts": {"query": "", "document": ""},
+        "default_prompt_name": None,
+        "similarity_fn_name": "cosine",
+    }
+    (folder / ST_CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _audiovec_version() -> str:
+    from audiovec import __version__
+
+    return __version__
+
+
 # ----------------------------------------------------------------------------------------- training record
 def training_record(sources: Iterable[str | os.PathLike | list[Mapping[str, Any]]]) -> dict[str, Any]:
     """``{"manifests", "datasets", "date"}`` for the JSONL files (audio manifests, text pairs) or row lists a
@@ -242,8 +274,6 @@ def write_card(folder: str | os.PathLike, model: Any, results: list[Any] | None 
 def write_folder_extras(folder: Path, model: Any, previous: Path | None = None) -> None:
     """What ``save_pretrained`` adds to a model folder: the sentence-transformers files and the model card
     (keeping the metrics of ``previous``'s card, the folder being replaced)."""
-    from audiovec.st_module import write_st_files
-
     write_st_files(folder)
     results = card_results(previous) if previous is not None and previous.is_dir() else []
     (folder / CARD_NAME).write_text(

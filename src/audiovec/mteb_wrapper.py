@@ -17,6 +17,7 @@ checked against ``audiovec eval``).
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -59,15 +60,21 @@ class TrainTestOverlapError(DataError):
     """A score was asked for on a task whose dataset the model was trained on."""
 
 
+@functools.lru_cache(maxsize=1)
+def _all_task_names() -> frozenset[str]:
+    """Every task name of the installed mteb (superseded versions too); listing them builds each task."""
+    import mteb
+
+    return frozenset(t.metadata.name for t in mteb.get_tasks(exclude_superseded=False))
+
+
 def mteb_task_names(datasets: Iterable[str]) -> set[str]:
     """The mteb task names (all versions, superseded ones too) built on the given training datasets.
 
     A dataset is a manifest ``source`` (``clotho``, ``macs``, ``urbansound8k``, ...) or already an mteb task
     name; other sources (Debian packages, synthetic clips) match no task.
     """
-    import mteb
-
-    tasks = {t.metadata.name for t in mteb.get_tasks(exclude_superseded=False)}
+    tasks = _all_task_names()
     folded = {name.lower(): name for name in tasks}
     names: set[str] = set()
     for dataset in datasets:

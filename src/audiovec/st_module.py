@@ -1,7 +1,7 @@
 """audiovec models inside sentence-transformers: ``SentenceTransformer(model_dir, trust_remote_code=True)``.
 
 :meth:`AudioTextEmbedder.save_pretrained` writes the two files sentence-transformers looks for next to the
-audiovec files (:func:`write_st_files`): ``modules.json``, whose one module has the type
+audiovec files (:func:`audiovec.model_card.write_st_files`): ``modules.json``, whose one module has the type
 ``audiovec.st_module.AudiovecModule`` (an import path into this installed package, nothing copied into the
 folder), and ``config_sentence_transformers.json`` (cosine similarity, empty ``query``/``document`` prompts).
 
@@ -20,7 +20,6 @@ sentence-transformers then applies ``truncate_dim``, ``normalize_embeddings`` an
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -34,35 +33,11 @@ import torch
 from audiovec.discovery import AUDIO_EXTENSIONS
 from audiovec.errors import DataError
 
-MODULE_TYPE = "audiovec.st_module.AudiovecModule"
-MODULES_NAME = "modules.json"
-ST_CONFIG_NAME = "config_sentence_transformers.json"
-# the sentence-transformers release line these files are written for (pyproject's `st` extra)
-ST_VERSION = "6.2.0"
+# what save_pretrained writes for sentence-transformers lives in audiovec.model_card (plain JSON): saving
+# never imports sentence-transformers (about 10 s here)
+from audiovec.model_card import MODULE_TYPE, MODULES_NAME, ST_CONFIG_NAME, ST_VERSION, write_st_files
 
-
-def write_st_files(folder: str | os.PathLike) -> None:
-    """Write ``modules.json`` and ``config_sentence_transformers.json`` into an audiovec model folder.
-
-    Plain JSON: audiovec writes them without sentence-transformers installed.
-    """
-    folder = Path(folder)
-    modules = [{"idx": 0, "name": "0", "path": "", "type": MODULE_TYPE}]
-    (folder / MODULES_NAME).write_text(json.dumps(modules, indent=2) + "\n")
-    config = {
-        "model_type": "SentenceTransformer",
-        "__version__": {"sentence_transformers": ST_VERSION, "audiovec": _audiovec_version()},
-        "prompts": {"query": "", "document": ""},
-        "default_prompt_name": None,
-        "similarity_fn_name": "cosine",
-    }
-    (folder / ST_CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-
-
-def _audiovec_version() -> str:
-    from audiovec import __version__
-
-    return __version__
+__all__ = ["MODULE_TYPE", "MODULES_NAME", "ST_CONFIG_NAME", "ST_VERSION", "AudiovecModule", "write_st_files"]
 
 
 def is_audio_input(item: Any) -> bool:
