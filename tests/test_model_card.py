@@ -87,6 +87,10 @@ def test_eval_update_card_writes_and_merges_the_model_index(
     # saving the model into its folder again keeps the metrics
     AudioTextEmbedder.from_pretrained(model_dir).save_pretrained(model_dir)
     assert {r.dataset_name for r in card_results(model_dir)} == names
+    # a broken card does not block a save (its metrics are dropped, with a warning)
+    (model_dir / "README.md").write_text("---\nmodel-index: [unclosed\n---\n")
+    AudioTextEmbedder.from_pretrained(model_dir).save_pretrained(model_dir)
+    assert card_results(model_dir) == [] and read_card_metadata(model_dir)["library_name"] == "audiovec"
     # a built-in name has no folder to write to
     assert main(["eval", "audiovec-sounds", "--manifest", str(second), "--no-cache", "--update-card"]) == 1
     assert "--update-card needs a model folder" in capsys.readouterr().err

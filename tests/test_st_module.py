@@ -86,6 +86,10 @@ def test_audio_and_text_vectors_equal_audiovec(tiny, fsdd_clips: list[Path]) -> 
     for item in (wave16, torch.from_numpy(wave16), np.stack([wave16, wave16])):
         assert np.abs(stm.encode([item])[0] - ref16).max() <= 1e-5
     assert np.abs(stm.encode([Path(paths[2]).read_bytes(), Path(paths[3])]) - want[2:]).max() <= 1e-5
+    assert (
+        np.abs(stm.encode([{"path": paths[0]}, {"bytes": Path(paths[1]).read_bytes()}]) - want[:2]).max()
+        <= 1e-5
+    )
 
 
 def test_similarity_truncate_dim_precision_and_query_document(tiny, fsdd_clips: list[Path]) -> None:

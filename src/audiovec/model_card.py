@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -25,6 +26,8 @@ from typing import Any
 import yaml
 
 from audiovec.errors import CheckpointError
+
+log = logging.getLogger(__name__)
 
 CARD_NAME = "README.md"
 TRAINING_KEY = "training_data"
@@ -275,7 +278,12 @@ def write_folder_extras(folder: Path, model: Any, previous: Path | None = None) 
     """What ``save_pretrained`` adds to a model folder: the sentence-transformers files and the model card
     (keeping the metrics of ``previous``'s card, the folder being replaced)."""
     write_st_files(folder)
-    results = card_results(previous) if previous is not None and previous.is_dir() else []
+    results: list[Any] = []
+    if previous is not None and previous.is_dir():
+        try:
+            results = card_results(previous)
+        except Exception as exc:  # noqa: BLE001 - a broken old card must not block a save
+            log.warning("%s: metrics of the old model card not kept (%s)", previous / CARD_NAME, exc)
     (folder / CARD_NAME).write_text(
         render_card(model, (previous or folder).name, results or None), encoding="utf-8"
     )
