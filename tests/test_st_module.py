@@ -83,7 +83,7 @@ def test_audio_and_text_vectors_equal_audiovec(tiny, fsdd_clips: list[Path]) -> 
     # bare arrays are 16 kHz mono (or channels-first), tensors too; bytes and Path objects are files
     wave16 = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
     ref16 = model.encode_audio([wave16], sample_rate=16000)[0]
-    for item in (wave16, torch.from_numpy(wave16), np.stack([wave16, wave16])):
+    for item in (wave16, torch.from_numpy(wave16), np.stack([wave16, wave16]), np.stack([wave16, wave16], 1)):
         assert np.abs(stm.encode([item])[0] - ref16).max() <= 1e-5
     assert np.abs(stm.encode([Path(paths[2]).read_bytes(), Path(paths[3])]) - want[2:]).max() <= 1e-5
     assert (

@@ -62,10 +62,10 @@ def _audio_ref(item: Any) -> Any:
         return bytes(item)
     if isinstance(item, torch.Tensor):
         item = item.detach().cpu().float().numpy()
-    if isinstance(item, np.ndarray):  # sentence-transformers' bare audio arrays: mono or (channels, samples)
+    if isinstance(item, np.ndarray):  # bare audio arrays: 16 kHz, mono or multi-channel (either orientation)
         if item.ndim not in (1, 2):
             raise DataError(f"audio array of shape {item.shape}: expected (samples,) or (channels, samples)")
-        return (item.mean(axis=0) if item.ndim == 2 else item).astype(np.float32), SAMPLE_RATE
+        return item, SAMPLE_RATE  # load_audio makes it mono float32 (channels-first or -last)
     try:
         return audio_item_to_ref(item)
     except DataError:
