@@ -12,7 +12,7 @@ MODULE_EXTRAS: dict[str, str] = {
     "lancedb": "index", "pyarrow": "index",
     "fastapi": "serve", "uvicorn": "serve", "httpx": "serve", "starlette": "serve",
     "peft": "train", "accelerate": "train", "matplotlib": "train",
-    "mteb": "eval", "pytrec_eval": "eval", "datasets": "eval",
+    "mteb": "eval", "pytrec_eval": "eval", "datasets": "eval", "sentence_transformers": "st",
 }  # fmt: skip
 
 

@@ -720,13 +720,17 @@ class AudioTextEmbedder(nn.Module):
 
     # ------------------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | os.PathLike, max_shard_size: str = "5GB") -> Path:
-        """Write config, safetensors weights and tokenizer to ``path`` atomically."""
+        """Write config, safetensors weights, tokenizer, sentence-transformers files and model card to ``path``
+        atomically."""
         path = Path(path)
         with atomic_directory(path) as tmp:
             (tmp / CONFIG_NAME).write_text(json.dumps(self.config.to_json(), indent=2, sort_keys=True) + "\n")
             save_state_dict(self.state_dict(), tmp, max_shard_size=max_shard_size)
             if self.tokenizer is not None:
                 self.tokenizer.save_pretrained(tmp)
+            from audiovec.model_card import write_folder_extras
+
+            write_folder_extras(tmp, self, previous=path)  # sentence-transformers files, README.md card
         return path
 
     @classmethod

@@ -151,6 +151,9 @@ def write_builtin(model_dir: str | Path, out: str | Path, compose_options: dict[
         "delta_bytes": size,
         "delta_sha256": sha256(out / DELTA_NAME),
     }
+    for key in ("training_data", "card"):  # config extra is emptied: the spec keeps the training record
+        if model.config.extra.get(key):
+            spec[key] = model.config.extra[key]
     (out / SPEC_NAME).write_text(json.dumps(spec, indent=2) + "\n")
     (out / "README.md").write_text(card)
     return out

@@ -39,6 +39,7 @@ _LEGACY_POOLING = {
     "pooling_mode_lasttoken": "lasttoken",
 }
 _SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize")
+AUDIOVEC_MODULE = "audiovec.st_module.AudiovecModule"  # what audiovec's own save_pretrained lists
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ def read_st_layout(folder: Path) -> SentenceTransformersLayout | None:
             entries.append({"path": OLD_POOLING_DIR, "type": "Pooling"})
     else:
         return None
+    if [e.get("type") for e in entries] == [AUDIOVEC_MODULE]:
+        return None  # an audiovec model folder (audiovec.st_module), not a sentence-transformers text model
     names = tuple(_class_name(e) for e in entries)
     unsupported = [f"{n} ({e.get('path') or e.get('type')})" for n, e in zip(names, entries, strict=True)
                    if n not in _SUPPORTED_MODULES]  # fmt: skip

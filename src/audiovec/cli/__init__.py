@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "route",
     "serve",
     "demo",
+    "push",
 ]
 
 

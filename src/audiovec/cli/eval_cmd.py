@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     parser.add_argument("--device", help="torch device, e.g. cuda or cpu")
     parser.add_argument("--dtype", help="weights dtype, e.g. bfloat16")
+    parser.add_argument(
+        "--update-card", action="store_true", help="write the metrics into the model folder's README.md card"
+    )
     parser.set_defaults(func=run)
 
 
@@ -121,4 +124,8 @@ def run(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(run_record, indent=2) + "\n")
         print(f"wrote {out}", file=sys.stderr)
+    if args.update_card:
+        from audiovec.model_card import update_card
+
+        print(f"updated {update_card(args.model, run_record, model)}", file=sys.stderr)
     return 0

@@ -5,6 +5,10 @@ hf_split, hf_subset, prompt_type, **kwargs)`` receives batches with a ``"text"``
 list whose items are ``{"array", "sampling_rate"}`` (also accepted: ``{"bytes"}`` / ``{"path"}`` cells of
 undecoded ``datasets.Audio`` columns, and torchcodec decoders). A batch with both gets the normalised sum.
 
+``model_meta`` describes a model as mteb's ``ModelMeta`` from what its folder records (training datasets,
+Matryoshka sizes, licence, size); ``check_train_overlap`` / ``run_mteb`` / ``mteb_scores`` refuse to score a
+task on data the model was trained on unless ``allow_train_overlap=True``.
+
 ``local_retrieval_task`` turns a :class:`~audiovec.evaluation.retrieval_sets.RetrievalSet` into an mteb
 ``Any2AnyRetrieval`` task without the hub, so mteb's own evaluation can be run on local data (and
 checked against ``audiovec eval``).
@@ -12,7 +16,11 @@ checked against ``audiovec eval``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime
+import functools
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,32 +33,166 @@ if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
 
-def _model_meta(name: str, model: Any, revision: str | None) -> Any:
+# audiovec benchmark / manifest source → mteb's current retrieval tasks on that dataset (checked against the
+# installed mteb in tests: present, not superseded, main score hit_rate_at_5). ClothoT2ARetrieval.v2
+# supersedes v1, whose 905 queries were empty.
+MTEB_RETRIEVAL_TASKS: dict[str, dict[str, str]] = {
+    "clotho": {"t2a": "ClothoT2ARetrieval.v2", "a2t": "ClothoA2TRetrieval.v2"},
+    "audiocaps": {"t2a": "AudioCapsT2ARetrieval", "a2t": "AudioCapsA2TRetrieval"},
+    "audioset-strong": {"t2a": "AudioSetStrongT2ARetrieval.v2", "a2t": "AudioSetStrongA2TRetrieval.v2"},
+    "macs": {"t2a": "MACST2ARetrieval.v2", "a2t": "MACSA2TRetrieval.v2"},
+}
+MAIN_SCORE = "hit_rate_at_5"
+# manifest ``source`` → prefixes of the mteb task names built on that dataset (every task type and version)
+MTEB_DATASET_PREFIXES: dict[str, tuple[str, ...]] = {
+    "clotho": ("Clotho",),
+    "macs": ("MACS",),
+    "urbansound8k": ("UrbanSound8K",),
+    "audiocaps": ("AudioCaps",),
+    "audioset_strong": ("AudioSetStrong",),
+    "audioset-strong": ("AudioSetStrong",),
+    "fsd50k": ("FSD50K",),
+    "fsdd": ("FSDD",),
+}
+
+
+class TrainTestOverlapError(DataError):
+    """A score was asked for on a task whose dataset the model was trained on."""
+
+
+@functools.lru_cache(maxsize=1)
+def _all_task_names() -> frozenset[str]:
+    """Every task name of the installed mteb (superseded versions too); listing them builds each task."""
+    import mteb
+
+    return frozenset(t.metadata.name for t in mteb.get_tasks(exclude_superseded=False))
+
+
+def mteb_task_names(datasets: Iterable[str]) -> set[str]:
+    """The mteb task names (all versions, superseded ones too) built on the given training datasets.
+
+    A dataset is a manifest ``source`` (``clotho``, ``macs``, ``urbansound8k``, ...) or already an mteb task
+    name; other sources (Debian packages, synthetic clips) match no task.
+    """
+    tasks = _all_task_names()
+    folded = {name.lower(): name for name in tasks}
+    names: set[str] = set()
+    for dataset in datasets:
+        if dataset in tasks:
+            names.add(dataset)
+        prefixes = MTEB_DATASET_PREFIXES.get(dataset.lower(), ())
+        names |= {name for low, name in folded.items() if low.startswith(tuple(p.lower() for p in prefixes))}
+    return names
+
+
+def _load(model_or_path: Any) -> Any:
+    if isinstance(model_or_path, (str, os.PathLike)):
+        from audiovec.model import AudioTextEmbedder
+
+        return AudioTextEmbedder.from_pretrained(model_or_path)
+    return model_or_path
+
+
+def _default_name(model_or_path: Any, model: Any) -> str:
+    builtin = getattr(getattr(model, "config", None), "extra", {}).get("builtin")
+    if builtin:
+        return f"audiovec/{builtin}"
+    if isinstance(model_or_path, (str, os.PathLike)):
+        return f"audiovec/{Path(model_or_path).resolve().name}"
+    return "audiovec/local"
+
+
+def _mteb_license(info: dict[str, Any]) -> str:
+    from typing import get_args
+
+    from mteb.types._metadata import Licenses
+
+    allowed = set(get_args(Licenses))
+    for value in (info.get("license"), info.get("license_name")):
+        if isinstance(value, str) and value.lower() in allowed:
+            return value.lower()
+    return "not specified"
+
+
+def model_meta(
+    model_or_path: Any, name: str | None = None, revision: str | None = None, release_date: str | None = None
+) -> Any:
+    """mteb's ``ModelMeta`` for an audiovec model (a model, a folder or a built-in name), from what the
+    folder records: ``training_datasets`` (the mteb tasks on the datasets it was trained on, see
+    :func:`mteb_task_names`; None when no training was recorded), ``embed_dim`` (a list when the config
+    names ``matryoshka_dims``), licence, parameter count, weights memory and release date."""
     from mteb.models import ModelMeta
 
-    n_params = None
-    if hasattr(model, "parameters"):
-        n_params = int(sum(p.numel() for p in model.parameters()))
+    from audiovec.model_card import card_info, training_data
+
+    model = _load(model_or_path)
+    config = getattr(model, "config", None)
+    extra = dict(getattr(config, "extra", {}) or {})
+    params = list(model.parameters()) if hasattr(model, "parameters") else []
+    n_params = int(sum(p.numel() for p in params)) if params else None
+    memory = round(sum(p.numel() * p.element_size() for p in params) / 2**20, 1) if params else None
+    dim = getattr(model, "embedding_dim", None)
+    matryoshka = extra.get("matryoshka_dims") or getattr(config, "matryoshka_dims", None)
+    embed_dim: Any = (
+        sorted({int(d) for d in matryoshka} | ({int(dim)} if dim else set())) if matryoshka else dim
+    )
+    record = training_data(model) if config is not None else None
+    info = card_info(model) if config is not None else {}
+    if release_date is None and record and record.get("date"):
+        release_date = record["date"]
+    if release_date is None and isinstance(model_or_path, (str, os.PathLike)):
+        from audiovec.model import CONFIG_NAME
+
+        config_file = Path(model_or_path) / CONFIG_NAME
+        if config_file.is_file():
+            release_date = datetime.date.fromtimestamp(config_file.stat().st_mtime).isoformat()
     return ModelMeta(
         loader=None,
-        name=name,
+        name=name or _default_name(model_or_path, model),
         revision=revision,
-        release_date=None,
+        release_date=release_date,
         languages=["eng-Latn"],
         n_parameters=n_params,
-        memory_usage_mb=None,
-        max_tokens=None,
-        embed_dim=getattr(model, "embedding_dim", None),
-        license=None,
+        memory_usage_mb=memory,
+        max_tokens=float(config.text_max_length) if config is not None else None,
+        embed_dim=embed_dim,
+        license=_mteb_license(info),
         open_weights=True,
         public_training_code=None,
         public_training_data=None,
-        framework=["PyTorch"],
+        framework=["PyTorch", "Sentence Transformers"],
         similarity_fn_name="cosine",
         use_instructions=False,
-        training_datasets=None,
+        training_datasets=mteb_task_names(record["datasets"]) if record else None,
         modalities=["audio", "text"],
     )
+
+
+def check_train_overlap(meta: Any, tasks: Sequence[Any], allow_train_overlap: bool = False) -> set[str]:
+    """The tasks (names or mteb tasks) whose dataset ``meta`` was trained on; raises
+    :class:`TrainTestOverlapError` for any unless ``allow_train_overlap`` (the score is then not zero-shot)."""
+    names = {t if isinstance(t, str) else t.metadata.name for t in tasks}
+    trained = meta.get_training_datasets() or set()
+    overlap = names & trained
+    if overlap and not allow_train_overlap:
+        raise TrainTestOverlapError(
+            f"{meta.name} was trained on the data of {', '.join(sorted(overlap))}: its score there is not "
+            "zero-shot. Leave these tasks out, or pass allow_train_overlap=True to report them marked as such"
+        )
+    return overlap
+
+
+def mteb_scores(run_record: dict[str, Any], meta: Any, allow_train_overlap: bool = False) -> dict[str, float]:
+    """``audiovec eval`` results on the benchmarks mteb also has → ``{mteb task name: hit_rate_at_5}``,
+    refusing tasks the model was trained on (see :func:`check_train_overlap`)."""
+    scores: dict[str, float] = {}
+    for set_name, result in run_record.get("results", {}).items():
+        for direction, task in MTEB_RETRIEVAL_TASKS.get(set_name, {}).items():
+            value = result.get(direction, {}).get("hit_rate@5")
+            if value is not None:
+                scores[task] = float(value)
+    check_train_overlap(meta, list(scores), allow_train_overlap)
+    return scores
 
 
 def audio_item_to_ref(item: Any) -> AudioRef:
@@ -88,7 +230,7 @@ class MtebEncoder:
         self.model = model
         self.audio_batch_size = audio_batch_size
         self.text_batch_size = text_batch_size
-        self.mteb_model_meta = _model_meta(model_name, model, revision)
+        self.mteb_model_meta = model_meta(model, model_name, revision)
 
     def _audio(self, items: Sequence[Any]) -> np.ndarray:
         from audiovec.evaluation.evaluate import encode_audio_refs
@@ -217,12 +359,20 @@ def local_retrieval_task(data: RetrievalSet, direction: str = "t2a", name: str |
 
 
 def run_mteb(
-    model: Any, tasks: Sequence[Any], *, batch_size: int = 16, model_name: str = "audiovec/local"
+    model: Any,
+    tasks: Sequence[Any],
+    *,
+    batch_size: int = 16,
+    model_name: str = "audiovec/local",
+    allow_train_overlap: bool = False,
 ) -> Any:
-    """Evaluate with ``mteb.evaluate`` (no result cache, no hub); returns mteb's ``ModelResult``."""
+    """Evaluate with ``mteb.evaluate`` (no result cache, no hub); returns mteb's ``ModelResult``.
+
+    Refuses tasks whose dataset the model was trained on unless ``allow_train_overlap``."""
     import mteb
 
     encoder = model if isinstance(model, MtebEncoder) else MtebEncoder(model, model_name)
+    check_train_overlap(encoder.mteb_model_meta, tasks, allow_train_overlap)
     return mteb.evaluate(
         encoder,
         list(tasks),

@@ -60,7 +60,7 @@ def fsdd_rows(n: int | None = None, split: str = "train", dev_every: int = 10) -
     return rows[:n] if n is not None else rows
 
 
-def _entry(recipe: Recipe, entry: Any) -> tuple[Any, float]:
+def manifest_entry(recipe: Recipe, entry: Any) -> tuple[Any, float]:
     """One ``data.train`` entry → (manifest path or rows, weight)."""
     weight = 1.0
     if isinstance(entry, dict):
@@ -80,7 +80,7 @@ def audio_dataset(
 ) -> ManifestDataset | MixtureDataset:
     """The training clips of ``entries`` (manifest paths, ``{path, weight}``, ``{fsdd: ...}``; ``rows``: rows
     given directly, weight 1), plain or balanced by group (``balance="sqrt"``)."""
-    parts = [_entry(recipe, e) for e in entries] + ([(rows, 1.0)] if rows else [])
+    parts = [manifest_entry(recipe, e) for e in entries] + ([(rows, 1.0)] if rows else [])
     kw = {"seed": seed, "max_seconds": recipe.data.max_seconds}
     if balance == "sqrt":
         return _balanced(parts, recipe.data.balance_by, kw, seed)

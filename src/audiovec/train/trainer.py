@@ -344,6 +344,9 @@ class Trainer:
                 plot = plot_curves(self.out / "metrics.jsonl", self.out / "curves.png")
                 summary["plot"] = str(plot) if plot else None
             if o.save_final:
+                from audiovec.train.provenance import record_recipe_data
+
+                record_recipe_data(self.model, r)  # training datasets → config.json, model card, mteb
                 summary["model"] = str(merge_lora(self.model).save_pretrained(self.out / "final"))
         self._barrier()
         return summary

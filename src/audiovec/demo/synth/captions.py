@@ -18,7 +18,7 @@ Template = Callable[[Attrs], str]
 
 
 def with_article(word: str) -> str:
-    """"a dog", "an owl": the indefinite article by first letter (good enough for caption words)."""
+    """ "a dog", "an owl": the indefinite article by first letter (good enough for caption words)."""
     return ("an " if word[:1].lower() in "aeiou" else "a ") + word
 
 
@@ -168,7 +168,9 @@ FSDD_TRAIN: list[Template] = [
 ]
 FSDD_TEST: list[Template] = [
     lambda a: f"{_digits(a)}, spoken by a man with {with_article(str(a['accent']))} accent",
-    lambda a: f"a male voice with {with_article(str(a['accent']))} accent reading out {_number(a)} {_digits(a)}",
+    lambda a: (
+        f"a male voice with {with_article(str(a['accent']))} accent reading out {_number(a)} {_digits(a)}"
+    ),
     lambda a: f"{a['accent']}-accented English: {_digits(a)}",
 ]
 OVERLAY_TRAIN: list[Template] = [
