@@ -13,13 +13,8 @@ from hypothesis import strategies as st
 from audiovec.cli import main
 from audiovec.data.exclude import Exclusion, apply_exclusions, row_keys, write_id_list
 from audiovec.data.manifest import manifest_stats, read_manifest, write_manifest
-from audiovec.data.text_pairs import (
-    TextPairDataset,
-    collate_text_pairs,
-    nli_to_pairs,
-    read_text_pairs,
-    write_text_pairs,
-)
+from audiovec.data.prepare.nli_pairs import nli_to_pairs
+from audiovec.data.text_pairs import TextPairDataset, collate_text_pairs, read_text_pairs, write_text_pairs
 from audiovec.errors import DataError
 
 

@@ -9,15 +9,10 @@ from pathlib import Path
 import pytest
 
 from audiovec.cli import main
-from audiovec.data.text_pairs import (
-    TextPairDataset,
-    collate_text_pairs,
-    fever_detokenize,
-    fever_title,
-    fever_to_pairs,
-    read_text_pairs,
-    scifact_to_pairs,
-)
+from audiovec.data.prepare.claims import fever_detokenize, fever_title
+from audiovec.data.prepare.fever import fever_to_pairs
+from audiovec.data.prepare.scifact import scifact_to_pairs
+from audiovec.data.text_pairs import TextPairDataset, collate_text_pairs, read_text_pairs
 from audiovec.errors import DataError
 
 

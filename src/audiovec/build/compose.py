@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from audiovec.build.prune import layer_prefix, pruned_config, renumber, select_layers
 from audiovec.build.sources import (
     CheckpointReader,
     Component,
@@ -39,7 +40,6 @@ from audiovec.build.sources import (
     pick_prefix,
 )
 from audiovec.errors import CheckpointError, ConfigError
-from audiovec.build.prune import layer_prefix, pruned_config, renumber, select_layers
 
 REPORT_NAME = "compose_report.json"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

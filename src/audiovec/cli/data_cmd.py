@@ -150,7 +150,8 @@ def _exclude(args: argparse.Namespace) -> int:
 
 
 def _nli(args: argparse.Namespace) -> int:
-    from audiovec.data.text_pairs import nli_to_pairs, write_text_pairs
+    from audiovec.data.prepare.nli_pairs import nli_to_pairs
+    from audiovec.data.text_pairs import write_text_pairs
 
     count = write_text_pairs(nli_to_pairs(args.inputs, require_negative=args.require_negative), args.out)
     print(f"{args.out}: {count} text pairs")
@@ -168,7 +169,8 @@ def _pair_options(args: argparse.Namespace) -> dict | None:
 
 
 def _fever(args: argparse.Namespace) -> int:
-    from audiovec.data.text_pairs import fever_to_pairs, write_text_pairs
+    from audiovec.data.prepare.fever import fever_to_pairs
+    from audiovec.data.text_pairs import write_text_pairs
     from audiovec.errors import DataError
 
     options = _pair_options(args)
@@ -191,7 +193,8 @@ def _fever(args: argparse.Namespace) -> int:
 
 
 def _scifact(args: argparse.Namespace) -> int:
-    from audiovec.data.text_pairs import scifact_to_pairs, write_text_pairs
+    from audiovec.data.prepare.scifact import scifact_to_pairs
+    from audiovec.data.text_pairs import write_text_pairs
     from audiovec.errors import DataError
 
     options = _pair_options(args)
