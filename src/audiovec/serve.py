@@ -44,9 +44,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from audiovec.audio import SAMPLE_RATE, load_audio, window_spans
 from audiovec.classify import DEFAULT_LOGIT_SCALE, DEFAULT_TEMPLATES, average_prompts, prompts
+from audiovec.encode import embed_waves
 from audiovec.errors import AudioDecodeError, ConfigError
-from audiovec.index import pool_windows
-from audiovec.model import batch_samples, length_batches
 
 log = logging.getLogger(__name__)
 
@@ -180,31 +179,15 @@ class MicroBatcher:
         return [(v, int(n.sum())) for v, n in zip(_split(out, sizes), _split(tokens, sizes))]
 
     def _audio(self, group: list[Any]) -> list[np.ndarray]:
-        pieces: list[tuple[int, np.ndarray]] = []  # (clip number, window samples)
-        peaks: list[float | None] = []  # per piece: its file's log-mel peak (models that floor per file)
-        for clip, wave in enumerate(w for job in group for w in job[1]):
-            spans = window_spans(wave.shape[0], self.window_seconds)
-            peak = self.model.file_peak(wave, spans)
-            for start, end in spans:
-                pieces.append((clip, wave[start:end]))
-                peaks.append(peak)
-        clips = sum(len(job[1]) for job in group)
-        self.items += clips
-        by_length = sorted(enumerate(w for _, w in pieces), key=lambda p: p[1].shape[0])
-        vectors = np.zeros((len(pieces), self.model.embedding_dim), dtype=np.float32)
-        # as encode_audio batches: little padding, at most max_batch 30 s windows of audio
-        for chunk in length_batches(by_length, self.max_batch, max_samples=batch_samples(self.max_batch)):
-            idx = [i for i, _ in chunk]
-            batch = self.model.featurize([w for _, w in chunk], [peaks[i] for i in idx])  # see min_seconds
-            vectors[idx] = self.model.forward_audio(**batch).float().cpu().numpy()
-            self.forward_passes += 1
-        rows_of: list[list[int]] = [[] for _ in range(clips)]
-        for i, (clip, _) in enumerate(pieces):
-            rows_of[clip].append(i)
-        out = np.zeros((clips, self.model.embedding_dim), dtype=np.float32)
-        for clip, rows in enumerate(rows_of):
-            out[clip] = pool_windows(vectors[rows], [pieces[i][1].shape[0] for i in rows])
+        """Per job: one vector per clip, the windows of every clip of every job batched together."""
+        waves = [w for job in group for w in job[1]]
+        self.items += len(waves)
+        by_clip = embed_waves(self.model, dict(enumerate(waves)), self.max_batch, on_batch=self._count_pass)
+        out = np.stack([by_clip[i] for i in range(len(waves))]).astype(np.float32, copy=False)
         return _split(out, [len(job[1]) for job in group])
+
+    def _count_pass(self, _: int) -> None:
+        self.forward_passes += 1
 
 
 def _job_size(job: Any, window_seconds: float) -> int:
