@@ -349,7 +349,7 @@ class AudioTextEmbedder(nn.Module):
         return encode_sources(
             self, inputs, batch_size, sample_rate, on_error, block_size, decode_workers,
             stream_over_seconds, block_seconds, prefetch, steps,
-            _progress(None, show_progress, "audio", total=len(inputs)),
+            lambda: _progress(None, show_progress, "audio", total=len(inputs)),
         )  # fmt: skip
 
     @torch.inference_mode()
