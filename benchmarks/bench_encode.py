@@ -122,8 +122,8 @@ class TokenCounter:
 
 def feature_efficiency(clips: list[np.ndarray], ours: bool, batch: int) -> float:
     """Useful log-mel frames / computed frames: naive pads every clip to 3000 frames; ours pads each of
-    ``encode_audio``'s length batches (``audiovec.model.length_batches``) to its longest clip."""
-    from audiovec.model import length_batches
+    ``encode_audio``'s length batches (``audiovec.encode.length_batches``) to its longest clip."""
+    from audiovec.encode import length_batches
 
     frames = [c.shape[0] // 160 for c in clips]
     if not ours:

@@ -4,7 +4,7 @@ Files: FSDD recordings (8 kHz WAV) read from disk, and the same recordings re-en
 Vorbis in a temporary folder, so decoding (and resampling to 16 kHz) costs something. Paths, per format,
 interleaved in one process: the sequential pipeline (``prefetch=False``: decode a block in the decode
 threads, then embed it — the baseline), the overlapped one with only the next block's decoding ahead
-(``prefetch=True`` with ``audiovec.model.FEATURIZE_AHEAD`` off) and the default one that also computes the
+(``prefetch=True`` with ``encode.blocks.FEATURIZE_AHEAD`` off) and the default one that also computes the
 next length batch's log-mel in a helper thread; plus the two components alone, to read the ratios against:
 decoding every file serially in the main thread and the model on pre-decoded waveforms (same blocks; the
 ceiling of any overlap is sequential / model only). Every section is bracketed by a probe of how many
@@ -130,26 +130,35 @@ def parallel_capacity(seconds: float | None = None) -> float:
     return round(2 * one / (time.perf_counter() - start), 2)
 
 
+def knob_module(knob: str) -> Any:
+    """The module of ``audiovec.encode`` that reads ``knob`` (blocks: FEATURIZE_AHEAD; stream: STREAM_...)."""
+    import audiovec.encode.blocks
+    import audiovec.encode.stream
+
+    return audiovec.encode.stream if knob.startswith("STREAM_") else audiovec.encode.blocks
+
+
 def with_featurize_ahead(on: bool, fn: Callable[[], Any], knob: str = "FEATURIZE_AHEAD") -> Callable[[], Any]:
-    """``fn`` with ``audiovec.model.<knob>`` (log-mel ahead in a helper thread) set to ``on``."""
+    """``fn`` with the encode path's ``<knob>`` (log-mel ahead in a helper thread) set to ``on``."""
 
     def run() -> Any:
-        import audiovec.model as model_module
-
-        saved = getattr(model_module, knob)
-        setattr(model_module, knob, on)
+        module = knob_module(knob)
+        saved = getattr(module, knob)
+        setattr(module, knob, on)
         try:
             return fn()
         finally:
-            setattr(model_module, knob, saved)
+            setattr(module, knob, saved)
 
     return run
 
 
 def model_only(model: Any, waves: list[np.ndarray], block: int, batch: int) -> None:
+    from audiovec.encode import embed_waves
+
     with torch.inference_mode():
         for start in range(0, len(waves), block):
-            model._embed_waves(dict(enumerate(waves[start : start + block])), batch)
+            embed_waves(model, dict(enumerate(waves[start : start + block])), batch)
 
 
 def timed_paths(
@@ -299,13 +308,11 @@ STREAM_MEMORY_CONFIGS = {  # name: (prefetch, log-mel ahead)
 def probe(args: Any) -> None:
     """Child process: peak RSS growth of one memory configuration, after a warm-up (blocks: two of the files;
     streams: the short file twice, so the allocator is in its steady state)."""
-    import audiovec.model as model_module
-
     set_threads(args.threads)
     model = build_model("tiny")
     if args.probe in STREAM_MEMORY_CONFIGS:
         prefetch, ahead = STREAM_MEMORY_CONFIGS[args.probe]
-        setattr(model_module, STREAM_KNOB, ahead)
+        setattr(knob_module(STREAM_KNOB), STREAM_KNOB, ahead)
         short, long = (str(Path(args.files) / name) for name in ("short.wav", "long.wav"))
         for _ in range(2):
             model.encode_audio_stream(short, args.mem_batch, prefetch=prefetch)

@@ -74,7 +74,10 @@ class ZeroShotClassifier:
         labels: Sequence[str],
         templates: Sequence[str] = DEFAULT_TEMPLATES,
         logit_scale: float = DEFAULT_LOGIT_SCALE,
+        vectors: np.ndarray | None = None,
     ) -> None:
+        """``vectors``: the labels' vectors when computed elsewhere (the service computes them in its worker
+        thread); otherwise they are computed here with ``model.encode_text``."""
         labels = [str(x).strip() for x in labels]
         if len(labels) < 2 or len(set(labels)) != len(labels) or not all(labels):
             raise ConfigError(f"labels must be at least two distinct non-empty strings, got {labels}")
@@ -84,7 +87,14 @@ class ZeroShotClassifier:
         self.labels = labels
         self.templates = tuple(templates)
         self.logit_scale = float(logit_scale)
-        self.label_vectors = label_vectors(model, labels, self.templates)
+        if vectors is None:
+            self.label_vectors = label_vectors(model, labels, self.templates)
+        elif np.shape(vectors) != (len(labels), model.embedding_dim):
+            raise ConfigError(
+                f"label vectors of shape {np.shape(vectors)}; {len(labels)} labels need one each"
+            )
+        else:
+            self.label_vectors = np.asarray(vectors, dtype=np.float32)
 
     def classify_vectors(self, audio_vectors: np.ndarray) -> list[Prediction]:
         vectors = np.atleast_2d(np.asarray(audio_vectors, dtype=np.float32))

@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from audiovec.audio import SAMPLE_RATE, iter_windows
 from audiovec.data.exclude import file_sha256
 from audiovec.discovery import find_audio_files
+from audiovec.encode import WindowGroups, embed_windows, pool_windows
 from audiovec.errors import AudioDecodeError, AudiovecError, ConfigError
 from audiovec.evaluation.evaluate import model_fingerprint
 
@@ -58,26 +58,6 @@ def collect_audio_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return list(dict.fromkeys(Path(os.path.abspath(p)) for p in find_audio_files(paths)))
 
 
-@torch.inference_mode()
-def embed_windows(
-    model: Any, waves: Sequence[np.ndarray], batch_size: int = 16, peak: float | None = None
-) -> np.ndarray:
-    """One unit vector per waveform (each already at most one window long), batched by length as
-    ``encode_audio`` batches windows (:func:`~audiovec.model.length_batches`), through the same
-    ``featurize`` → ``forward_audio`` (``content_lengths`` included: ``min_seconds`` silence padding is
-    seen by the tower but not pooled), so a one-window clip gets ``encode_audio``'s vector. ``peak``: the
-    windows' file peak (``model.stream_peak``) for models that floor the log-mel per file."""
-    from audiovec.model import batch_samples, length_batches
-
-    out = np.zeros((len(waves), model.embedding_dim), dtype=np.float32)
-    pieces = sorted(enumerate(waves), key=lambda p: p[1].shape[0])
-    for chunk in length_batches(pieces, batch_size, max_samples=batch_samples(batch_size)):
-        idx = [i for i, _ in chunk]
-        features = model.featurize([w for _, w in chunk], [peak] * len(chunk))
-        out[idx] = model.forward_audio(**features).float().cpu().numpy()
-    return out
-
-
 def ann_partitions(rows: int) -> int:
     """IVF partitions of the ANN index over ``rows`` vectors: about 4096 rows each, at most 256."""
     return max(1, min(256, rows // 4096))
@@ -98,13 +78,6 @@ def default_ef(k: int) -> int:
 def default_nprobes(partitions: int) -> int:
     """Partitions a search probes when not told: an eighth of them, at least 20 (all, on small tables)."""
     return max(20, partitions // 8)
-
-
-def pool_windows(vectors: np.ndarray, durations: Sequence[float]) -> np.ndarray:
-    """Duration-weighted mean of window vectors, normalised (how a whole file is embedded)."""
-    weights = np.asarray(durations, dtype=np.float64)[:, None]
-    total = (vectors.astype(np.float64) * weights).sum(0)
-    return (total / max(np.linalg.norm(total), 1e-12)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------- results
@@ -381,33 +354,21 @@ class AudioIndex:
         """
         spans: list[tuple[int, int]] = []  # sample offsets, as iter_windows counts them
         vectors: list[np.ndarray] = []
-        batch: list[np.ndarray] = []
-        per_batch = model.windows_per_batch(batch_size, window_s)
-        peak = None
-
-        def embed() -> bool:
-            vecs = embed_windows(model, batch, batch_size, peak)
-            batch.clear()
-            vectors.append(vecs)
-            return bool(np.isfinite(vecs).all())
-
-        finite = True
         try:
             peak = model.stream_peak(key, window_s)  # a first pass, for models that floor per file
-            for *_, wave in iter_windows(key, window_s):
-                offset = spans[-1][1] if spans else 0
-                spans.append((offset, offset + wave.shape[0]))
-                batch.append(wave)
-                if len(batch) >= per_batch and not (finite := embed()):
-                    break  # the rest of the file is not worth decoding
-            if finite and batch:
-                finite = embed()
+            windows = (wave for *_, wave in iter_windows(key, window_s))
+            for group in WindowGroups(windows, model.windows_per_batch(batch_size, window_s)):
+                for wave in group:
+                    offset = spans[-1][1] if spans else 0
+                    spans.append((offset, offset + wave.shape[0]))
+                vectors.append(embed_windows(model, group, batch_size, peak))
+                del group
+                if not np.isfinite(vectors[-1]).all():  # the rest of the file is not worth decoding
+                    report.failed[key] = "the model produced non-finite vectors"
+                    return None
         except AudioDecodeError as exc:
             report.failed[key] = exc.reason
             log.warning("skipping %s", exc)
-            return None
-        if not finite:
-            report.failed[key] = "the model produced non-finite vectors"
             return None
         return self._file_rows(key, digest, spans, np.concatenate(vectors), window_s, fingerprint)
 

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from audiovec.discovery import find_audio_files
+    from audiovec.encode import encode_shard, gather_shards
     from audiovec.model import AudioTextEmbedder
 
     name, inputs = split_model(args, args.inputs)
@@ -45,17 +46,16 @@ def run(args: argparse.Namespace) -> int:
     if device == "cuda" and world > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     model = AudioTextEmbedder.from_pretrained(name, device=device, dtype=args.dtype)
-    mine = list(range(rank, len(files), world))
-    result = model.encode_audio_detailed(
-        [str(files[i]) for i in mine],
+    vectors, errors = encode_shard(
+        model,
+        [str(f) for f in files],
+        rank,
+        world,
         batch_size=args.batch_size,
         show_progress=not args.no_progress and rank == 0,
-        on_error="skip",
     )
-    errors = {mine[i]: msg for i, msg in result.errors.items()}
-    vectors = {mine[i]: result.vectors[i] for i in range(len(mine)) if i not in result.errors}
     if world > 1:
-        vectors, errors = _gather(vectors, errors, rank, world)
+        vectors, errors = gather_shards(vectors, errors, world)
         if rank != 0:
             return 0
     return _write(args, files, vectors, errors)
@@ -92,17 +92,3 @@ def _init_distributed() -> tuple[int, int]:
     if not dist.is_initialized():
         dist.init_process_group("gloo")
     return dist.get_rank(), dist.get_world_size()
-
-
-def _gather(vectors: dict, errors: dict, rank: int, world: int) -> tuple[dict, dict]:
-    import torch.distributed as dist
-
-    gathered: list = [None] * world
-    dist.all_gather_object(gathered, (vectors, errors))
-    all_vectors: dict = {}
-    all_errors: dict = {}
-    for v, e in gathered:
-        all_vectors.update(v)
-        all_errors.update(e)
-    dist.destroy_process_group()
-    return all_vectors, all_errors
