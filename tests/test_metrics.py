@@ -10,8 +10,8 @@ import pytrec_eval
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audiovec import metrics as M
 from audiovec.errors import DataError
+from audiovec.evaluation import metrics as M
 
 KS = (1, 3, 5, 10)
 TREC = {"success", "recall", "P", "map_cut", "ndcg_cut"}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from audiovec.train import checkpoint as ckpt
+from audiovec.train import resume as ckpt
 from audiovec.train.config import load_recipe
 from audiovec.train.optim import lr_lambda, make_optimizer, make_scheduler
 from audiovec.train.trainer import Trainer

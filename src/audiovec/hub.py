@@ -15,13 +15,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from audiovec.build.pretrained import is_builtin
 from audiovec.errors import CheckpointError
+from audiovec.model import ARCHITECTURE, CONFIG_NAME, AudioTextEmbedder
+from audiovec.model_card import CARD_NAME, MODULES_NAME, ST_CONFIG_NAME, write_folder_extras
 
 ALWAYS_SKIPPED = (".tmp-", ".old-", ".")  # atomic-save leftovers and hidden files never leave the machine
 
 
 def _audiovec_folder(folder: Path) -> None:
-    from audiovec.model import ARCHITECTURE, CONFIG_NAME
 
     config = folder / CONFIG_NAME
     try:
@@ -39,8 +41,6 @@ def upload_plan(folder: str | os.PathLike) -> list[Any]:
     """The ``CommitOperationAdd`` list that uploads ``folder`` (paths relative to it, sorted)."""
     from huggingface_hub import CommitOperationAdd
 
-    from audiovec.model_card import CARD_NAME, MODULES_NAME, ST_CONFIG_NAME
-
     folder = Path(folder)
     _audiovec_folder(folder)
     files = sorted(
@@ -54,9 +54,6 @@ def upload_plan(folder: str | os.PathLike) -> list[Any]:
     ]
     missing = {CARD_NAME, MODULES_NAME, ST_CONFIG_NAME} - {p.relative_to(folder).as_posix() for p in files}
     if missing:  # a folder saved before audiovec wrote these: generate them, leave the folder as it is
-        from audiovec.model import AudioTextEmbedder
-        from audiovec.model_card import write_folder_extras
-
         with tempfile.TemporaryDirectory() as tmp:
             extras = Path(tmp) / folder.name
             extras.mkdir()
@@ -82,14 +79,10 @@ def push(
     """Create ``repo_id`` (if needed) and upload the model folder in one commit; returns the ``CommitInfo``."""
     from huggingface_hub import HfApi
 
-    from audiovec.build.pretrained import is_builtin
-
     api = HfApi(endpoint=endpoint, token=token)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(model)
         if is_builtin(model):
-            from audiovec.model import AudioTextEmbedder
-
             folder = AudioTextEmbedder.from_pretrained(str(model)).save_pretrained(Path(tmp) / str(model))
         elif not folder.is_dir():
             raise CheckpointError(f"{model}: model folder not found (give a folder or a built-in name)")

@@ -44,6 +44,7 @@ from audiovec.encode import (  # noqa: F401 - re-exported: they lived here befor
 )
 from audiovec.errors import CheckpointError, ConfigError, describe_source
 from audiovec.features import LogMelExtractor
+from audiovec.model_card import write_folder_extras
 from audiovec.model_config import (  # noqa: F401 - CONFIG_NAME, build_backbone, ... re-exported
     ARCHITECTURE,
     CONFIG_NAME,
@@ -407,7 +408,6 @@ class AudioTextEmbedder(nn.Module):
             save_state_dict(self.state_dict(), tmp, max_shard_size=max_shard_size)
             if self.tokenizer is not None:
                 self.tokenizer.save_pretrained(tmp)
-            from audiovec.model_card import write_folder_extras
 
             write_folder_extras(tmp, self, previous=path)  # sentence-transformers files, README.md card
         return path

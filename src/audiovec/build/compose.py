@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from audiovec.build.ct2_whisper import load_ct2_whisper_encoder
 from audiovec.build.prune import layer_prefix, pruned_config, renumber, select_layers
 from audiovec.build.sources import (
     CheckpointReader,
@@ -40,6 +41,9 @@ from audiovec.build.sources import (
     pick_prefix,
 )
 from audiovec.errors import CheckpointError, ConfigError
+from audiovec.model import AudioTextEmbedder, build_backbone, load_tokenizer, no_init
+from audiovec.serialization import atomic_directory
+from audiovec.towers import build_tower
 
 REPORT_NAME = "compose_report.json"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -129,8 +133,6 @@ def _backbone_config(
 # ---------------------------------------------------------------------------------------------- building
 def _build(audio: Component, backbone_config: dict[str, Any], device: str | None, dtype: torch.dtype) -> Any:
     """Tower + backbone allocated on ``device`` without random init (meta for dry runs)."""
-    from audiovec.model import build_backbone, no_init
-    from audiovec.towers import build_tower
 
     tower_config = audio.config
     if audio.layout == "ct2_whisper":
@@ -163,7 +165,6 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
 
 
 def _ct2_config(audio: Component) -> dict[str, Any]:
-    from audiovec.build.ct2_whisper import load_ct2_whisper_encoder
 
     _, config = load_ct2_whisper_encoder(audio.path)
     return config.to_dict()
@@ -172,7 +173,6 @@ def _ct2_config(audio: Component) -> dict[str, Any]:
 def _assemble(
     tower: Any, backbone: Any, tokenizer: Any, pooling: str, downsample: int, window: dict[str, float]
 ) -> Any:
-    from audiovec.model import AudioTextEmbedder
 
     return AudioTextEmbedder.from_parts(
         tower, backbone, tokenizer, pooling=pooling, projector_downsample=downsample, **window
@@ -269,7 +269,6 @@ class _Copier:
 
 
 def _load_tokenizer(text: Component) -> Any:
-    from audiovec.model import load_tokenizer
 
     if not any(
         (text.path / n).is_file()
@@ -286,7 +285,6 @@ def _compose(
     dtype_name: str | None, pooling: str, downsample: int, window: dict[str, float], seed: int, allow_pickle: bool,
     overwrite: bool,
 ) -> ComposeResult:  # fmt: skip
-    from audiovec.serialization import atomic_directory
 
     tokenizer = _load_tokenizer(text)
     llm_reader = CheckpointReader.for_component(text, allow_pickle=allow_pickle)
@@ -352,7 +350,6 @@ def _compose(
 
 def _backbone_probe(config: dict[str, Any]) -> list[str]:
     """A few names the base model certainly has, to find the LLM's key prefix without building it."""
-    from audiovec.model import build_backbone
 
     try:
         with torch.device("meta"):
@@ -362,7 +359,6 @@ def _backbone_probe(config: dict[str, Any]) -> list[str]:
 
 
 def _copy_ct2(audio: Component, tower: Any, dtype: torch.dtype) -> _Copier:
-    from audiovec.build.ct2_whisper import load_ct2_whisper_encoder
 
     encoder, _ = load_ct2_whisper_encoder(audio.path)
     state = encoder.state_dict()

@@ -36,6 +36,7 @@ from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from audiovec.errors import CheckpointError
+from audiovec.towers import WhisperTower
 
 __all__ = [
     "is_ct2_whisper_dir",
@@ -355,7 +356,6 @@ def whisper_encoder_forward_short(
     outputs equal a run on that clip alone. Returns ``(B, N, width)``, ``N = (T - 1) // 2 + 1``; outputs past
     a clip's ``(lengths - 1) // 2 + 1`` are zero.
     """
-    from audiovec.towers import WhisperTower
 
     if lengths is None:
         lengths = torch.full((input_features.shape[0],), input_features.shape[-1], dtype=torch.long)

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from audiovec.build.sources import CheckpointReader, read_config
 from audiovec.errors import CheckpointError, ConfigError
+from audiovec.serialization import SAFE_INDEX, SAFE_WEIGHTS, atomic_directory, save_state_dict
 
 STRATEGIES = ("first", "last", "uniform", "custom")
 # config fields holding one entry per layer (sub-selected) or a list of layer indices (remapped)
@@ -118,8 +120,6 @@ def prune(
     overwrite: bool = False,
 ) -> PruneResult:
     """Write a copy of a saved audiovec model with only some backbone layers (read lazily, kept only)."""
-    from audiovec.build.sources import CheckpointReader, read_config
-    from audiovec.serialization import SAFE_INDEX, SAFE_WEIGHTS, atomic_directory, save_state_dict
 
     src = Path(model_dir)
     if not src.is_dir():

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from audiovec.audio import load_audio
 from audiovec.data.manifest import Row, read_manifest, validate_row
+from audiovec.data.prepare.common import audio_duration
 from audiovec.dist import world
 from audiovec.errors import AudiovecError, ConfigError, DataError
 
@@ -92,8 +94,6 @@ class ManifestDataset(Dataset):
     def durations(self) -> np.ndarray:
         """Seconds per row (capped at ``max_seconds``): the manifest's ``duration``, else the file header."""
         if self._durations is None:
-            from audiovec.data.prepare.common import audio_duration
-
             values = np.array(
                 [
                     float(row["duration"])
@@ -134,7 +134,6 @@ class ManifestDataset(Dataset):
     def __getitem__(self, key: int | SampleKey) -> dict[str, Any] | None:
         index, epoch, position = _unpack(key, self.epoch)
         row = self.rows[index]
-        from audiovec.audio import load_audio
 
         try:
             wave = load_audio(row["audio"])

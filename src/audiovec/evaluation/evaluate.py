@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from audiovec.audio import SAMPLE_RATE, load_audio
 from audiovec.errors import DataError
 from audiovec.evaluation.metrics import (
     DEFAULT_KS,
@@ -138,7 +139,6 @@ def text_key(text: str) -> str:
 
 def encode_audio_refs(model: Embedder, refs: Sequence[AudioRef], batch_size: int) -> np.ndarray:
     """Files and bytes go straight to the model; (wave, rate) pairs are resampled to 16 kHz first."""
-    from audiovec.audio import SAMPLE_RATE, load_audio
 
     out: list[np.ndarray | None] = [None] * len(refs)
     direct = [i for i, r in enumerate(refs) if not isinstance(r, tuple)]

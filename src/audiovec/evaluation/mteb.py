@@ -26,8 +26,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from audiovec.errors import DataError
+from audiovec.evaluation.evaluate import encode_audio_refs
 from audiovec.evaluation.metrics import trec_doc_ids
 from audiovec.evaluation.retrieval_sets import AudioRef, RetrievalSet
+from audiovec.model import CONFIG_NAME, AudioTextEmbedder
+from audiovec.model_card import card_info, training_data
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
@@ -87,8 +90,6 @@ def mteb_task_names(datasets: Iterable[str]) -> set[str]:
 
 def _load(model_or_path: Any) -> Any:
     if isinstance(model_or_path, (str, os.PathLike)):
-        from audiovec.model import AudioTextEmbedder
-
         return AudioTextEmbedder.from_pretrained(model_or_path)
     return model_or_path
 
@@ -123,8 +124,6 @@ def model_meta(
     names ``matryoshka_dims``), licence, parameter count, weights memory and release date."""
     from mteb.models import ModelMeta
 
-    from audiovec.model_card import card_info, training_data
-
     model = _load(model_or_path)
     config = getattr(model, "config", None)
     extra = dict(getattr(config, "extra", {}) or {})
@@ -141,8 +140,6 @@ def model_meta(
     if release_date is None and record and record.get("date"):
         release_date = record["date"]
     if release_date is None and isinstance(model_or_path, (str, os.PathLike)):
-        from audiovec.model import CONFIG_NAME
-
         config_file = Path(model_or_path) / CONFIG_NAME
         if config_file.is_file():
             release_date = datetime.date.fromtimestamp(config_file.stat().st_mtime).isoformat()
@@ -233,7 +230,6 @@ class MtebEncoder:
         self.mteb_model_meta = model_meta(model, model_name, revision)
 
     def _audio(self, items: Sequence[Any]) -> np.ndarray:
-        from audiovec.evaluation.evaluate import encode_audio_refs
 
         return encode_audio_refs(self.model, [audio_item_to_ref(x) for x in items], self.audio_batch_size)
 

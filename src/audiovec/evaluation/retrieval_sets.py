@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from audiovec.data.manifest import read_manifest
+from audiovec.data.prepare import preparer
 from audiovec.errors import DataError
 
 # a clip: a file path, encoded bytes, or a decoded (waveform, sample_rate) pair
@@ -94,7 +96,6 @@ def from_captioned_clips(
 
 def from_manifest(path: str | os.PathLike, name: str | None = None) -> RetrievalSet:
     """A manifest (JSONL, audio relative to its folder): every caption is a query for its clip."""
-    from audiovec.data.manifest import read_manifest
 
     rows = read_manifest(path)
     missing = [row["audio"] for row in rows if not Path(row["audio"]).is_file()]
@@ -119,7 +120,6 @@ def read_official(name: str, root: str | os.PathLike, split: str) -> RetrievalSe
     AudioCaps and Clotho keep their human captions. AudioSet-strong uses its event names (``labels``) as
     the texts, as MTEB's AudioSetStrong tasks do: each name is relevant to every clip it occurs in.
     """
-    from audiovec.data.prepare import preparer
 
     root = Path(root)
     rows = preparer(name).prepare(root, splits=[split])

@@ -14,7 +14,7 @@ import torch.distributed as dist
 from torch import nn
 
 from audiovec.errors import CheckpointError, ConfigError
-from audiovec.train import checkpoint as ckpt
+from audiovec.train import resume as ckpt
 from audiovec.train.batches import TrainBatch
 from audiovec.train.config import Recipe, save_recipe
 from audiovec.train.data import make_loader

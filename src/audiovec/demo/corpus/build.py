@@ -26,12 +26,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audiovec.data.manifest import write_manifest
-from audiovec.demo.corpus import debian
+from audiovec.data.manifest import read_manifest, write_manifest
+from audiovec.demo.corpus import debian, words
 from audiovec.demo.corpus.captions import heldout_captions, train_captions
 from audiovec.demo.corpus.labels import Labelled, available_tables, load_table
 from audiovec.demo.corpus.sounds import PackageJob, process_package
+from audiovec.demo.synth import build_corpus as build_synth
+from audiovec.demo.synth import fsdd
+from audiovec.demo.synth.captions import with_article
 from audiovec.demo.synth.common import rng_for
+from audiovec.demo.synth.speech import ESpeak
 from audiovec.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -170,7 +174,6 @@ def debian_rows(
 
 def fsdd_rows(config: CorpusConfig, out_dir: Path, fsdd_dir: Path | None) -> list[dict]:
     """One row per FSDD recording (``fsdd_per_speaker`` takes per speaker, spread over the digits)."""
-    from audiovec.demo.synth import fsdd
 
     folder = fsdd_dir if fsdd_dir is not None else fsdd.default_dir()
     if not config.fsdd or folder is None:
@@ -201,7 +204,6 @@ FSDD_HELDOUT = ("a male voice pronounces the number '{says}'", "'{says}', said b
 
 
 def _fsdd_captions(row: dict, split: str, seed: int) -> list[str]:
-    from audiovec.demo.synth.captions import with_article
 
     rng = rng_for(seed, "captions", split, row["id"])
     frames = FSDD_HELDOUT if split == "heldout" else FSDD_CAPTIONS
@@ -214,8 +216,6 @@ def synth_rows(config: CorpusConfig, out_dir: Path, progress: bool) -> tuple[lis
     """The synthetic supplement's train and test rows (its own generators; no FSDD: that is real)."""
     if config.synth <= 0:
         return [], []
-    from audiovec.data.manifest import read_manifest
-    from audiovec.demo.synth import build_corpus as build_synth
 
     result = build_synth(
         out_dir / "synth", n=config.synth, seed=config.seed, use_fsdd=False, progress=progress
@@ -237,9 +237,6 @@ def word_rows(config: CorpusConfig, out_dir: Path, progress: bool) -> list[dict]
         return []
     import soundfile as sf
     from tqdm.auto import tqdm
-
-    from audiovec.demo.corpus import words
-    from audiovec.demo.synth.speech import ESpeak
 
     folder = out_dir / "audio" / "words"
     folder.mkdir(parents=True, exist_ok=True)
