@@ -248,11 +248,9 @@ def encode_dataset(
     config = config or EngineConfig()
     ray = _ray(config)
     done = _written_paths(Path(out), model)
-    report = EncodeReport(skipped=0)
+    report = EncodeReport(skipped=len(done))  # the paths already written (not re-read to count them)
     if done:
-        before = ds.count()
         ds = ds.filter(lambda row: row["path"] not in done)
-        report.skipped = before - ds.count()
     return _write_parts(_run(ray, ds, _model_ref(model), "file", config, None), Path(out), report)
 
 
