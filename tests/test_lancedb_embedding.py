@@ -116,6 +116,20 @@ def test_a_query_of_an_unknown_type_names_what_to_pass() -> None:
         get_registry().get("audiovec").create(dim=384).compute_query_embeddings(3.5)
 
 
+@pytest.mark.parametrize(
+    "imports", ["import audiovec; import lancedb", "import lancedb; import audiovec", "import audiovec"]
+)
+def test_import_audiovec_registers_the_name_in_either_order_without_importing_lancedb(imports) -> None:
+    script = (
+        f"import sys; {imports}; assert ('lancedb' in sys.modules) == ('lancedb' in {imports!r}); "
+        "from lancedb.embeddings import get_registry; print(get_registry().get('audiovec').__name__)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=_env(), check=False
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "AudiovecEmbeddings", proc.stderr[-2000:]
+
+
 @pytest.mark.slow
 def test_an_audiovec_index_is_searched_by_string_from_plain_lancedb(clips, tmp_path) -> None:
     """``audiovec index`` then, in a fresh interpreter, only ``import audiovec, lancedb``: a string search
