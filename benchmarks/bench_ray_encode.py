@@ -4,7 +4,7 @@ the same clips, built-in model, 1 thread per worker; each run a fresh command, a
 Each path runs twice, on all ``--clips`` files and on ``--startup-clips`` of them, interleaved, so the
 report separates the fixed cost (start-up: Ray instance / process group, model loading per worker) from the
 marginal throughput ((N - n) / (t_N - t_n) files/s). Vectors of both parallel paths are checked against
-the single process.
+the single process. ``--quick`` (CI): 6 files, one run per path, no start-up run.
 
     python benchmarks/bench_ray_encode.py [--clips 48] [--seconds 8] [--workers 2] [--repeats 1]
 """
@@ -48,17 +48,19 @@ def _vectors(path: str, out: Path, folder: Path) -> dict[str, np.ndarray]:
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=None, help="files in the full run (default 48; quick 6)")
-    parser.add_argument("--startup-clips", type=int, default=2, help="files in the start-up run (default 2)")
+    parser.add_argument(
+        "--startup-clips", type=int, default=None, help="files in the start-up run (default 2; quick 0: none)"
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each clip (default 8 s)")
     parser.add_argument("--workers", type=int, default=2, help="torchrun ranks = Ray actors (default 2)")
     args = parser.parse_args(argv)
     import soundfile as sf
 
     n = args.clips or (6 if args.quick else 48)
-    small = min(args.startup_clips, n - 1)
+    small = min(args.startup_clips if args.startup_clips is not None else (0 if args.quick else 2), n - 1)
     repeats = args.repeats or 1
     root = Path(tempfile.mkdtemp(prefix="bench_ray_"))
-    folders = {n: root / "all", small: root / "startup"}
+    folders = {n: root / "all", **({small: root / "startup"} if small else {})}
     for count, folder in folders.items():
         folder.mkdir()
         for i, wave in enumerate(make_clips([args.seconds] * count, seed=1)):
@@ -67,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     src = str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     paths = ["one process", "torchrun", "ray"]
-    seconds: dict[str, dict[int, list[float]]] = {p: {n: [], small: []} for p in paths}
+    seconds: dict[str, dict[int, list[float]]] = {p: {c: [] for c in folders} for p in paths}
     vectors: dict[str, dict[str, np.ndarray]] = {}
     for repeat in range(repeats):
-        for count in (n, small):
+        for count in folders:
             for path in paths:
                 out = root / f"{path.replace(' ', '_')}-{count}-{repeat}" / ("v.npy" if path != "ray" else "")
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -86,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                     vectors[path] = _vectors(path, out, folders[n])
     report: dict[str, dict[str, float]] = {}
     for path in paths:
-        full, startup = statistics.median(seconds[path][n]), statistics.median(seconds[path][small])
-        marginal = (n - small) / max(full - startup, 1e-9)
+        full = statistics.median(seconds[path][n])
+        startup = statistics.median(seconds[path][small]) if small else 0.0
+        marginal = (n - small) / max(full - startup, 1e-9)  # without a start-up run: = files/s
         report[path] = {"wall_s": full, "files_per_s": n / full, "startup_run_s": startup,
                         "marginal_files_per_s": marginal}  # fmt: skip
         print(f"{path:12s} {n} files {full:7.1f} s ({n / full:5.2f} files/s); {small} files {startup:6.1f} s; "
