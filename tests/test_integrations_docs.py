@@ -23,7 +23,14 @@ def sections() -> dict[str, list[str]]:
 
 
 def test_the_page_has_the_sections_this_suite_expects() -> None:
-    assert {"## sentence-transformers", "## MTEB", "## Model cards and the Hub"} <= set(sections())
+    expected = {
+        "## sentence-transformers",
+        "## MTEB",
+        "## Model cards and the Hub",
+        "## LanceDB",
+        "## Ray Data",
+    }
+    assert expected <= set(sections())
 
 
 @pytest.mark.slow

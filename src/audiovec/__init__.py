@@ -31,3 +31,8 @@ def __getattr__(name: str):  # lazy: importing audiovec must stay cheap (no torc
 
         return AudioTextEmbedder
     raise AttributeError(name)
+
+
+from audiovec._lancedb_hook import install as _install_lancedb_hook  # noqa: E402
+
+_install_lancedb_hook()  # LanceDB tables naming the "audiovec" embedding function work once audiovec is imported

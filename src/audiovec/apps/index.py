@@ -192,8 +192,18 @@ class AudioIndex:
             elif dim is None:
                 raise IndexStoreError(f"{self.dir}: the index is empty")
             else:
-                self._table = self._db.create_table(self.table_name, schema=self._schema(dim))
+                schema = self._schema(dim).with_metadata(self._embedding_function_metadata(dim))
+                self._table = self._db.create_table(self.table_name, schema=schema)
         return self._table
+
+    def _embedding_function_metadata(self, dim: int) -> dict[bytes, bytes]:
+        """LanceDB's ``embedding_functions`` schema metadata naming this index's model (the registered
+        ``"audiovec"`` function), so plain ``lancedb`` searches the table with a string after ``import
+        audiovec``; nothing when the index records no model folder."""
+        from audiovec.lancedb_embedding import function_metadata
+
+        model = self.meta().get("model_dir")
+        return function_metadata(model, dim) if model else {}
 
     def _table_names(self) -> list[str]:
         listing = self._db.list_tables()

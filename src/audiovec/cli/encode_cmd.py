@@ -14,18 +14,25 @@ from pathlib import Path
 
 import numpy as np
 
+from audiovec.cli.engine_args import add_engine_args
 from audiovec.cli.models import add_inputs_and_model, split_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("encode", help="embed audio files into a .npy matrix (+ ids)")
     add_inputs_and_model(p, "inputs", "INPUT", "audio files or folders (searched recursively)")
-    p.add_argument("--out", required=True, type=Path, help="output .npy (float32, one row per good file)")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output .npy (float32, one row per good file); --engine ray: a folder",
+    )
     p.add_argument("--ids", type=Path, help="output ids file (JSON lines; default: OUT with .ids.jsonl)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"])
     p.add_argument("--no-progress", action="store_true")
+    add_engine_args(p)
     p.set_defaults(func=run)
 
 
@@ -37,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     from audiovec.model import AudioTextEmbedder
 
     name, inputs = split_model(args, args.inputs)
+    if args.engine == "ray":
+        from audiovec.cli.engine_args import run_encode
+
+        return run_encode(args, name, inputs)
     files = find_audio_files(inputs)
     if not files:
         print("audiovec encode: no audio files found", file=sys.stderr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from audiovec.cli.engine_args import add_engine_args
 from audiovec.cli.models import add_inputs_and_model, split_model
 
 DEFAULT_ANN_THRESHOLD = (
@@ -28,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--rebuild", action="store_true", help="replace an index built by another model")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_engine_args(p)
     p.set_defaults(func=run)
 
 
@@ -36,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
     from audiovec.model import AudioTextEmbedder
 
     name, paths = split_model(args, args.paths)
+    if args.engine == "ray":
+        from audiovec.cli.engine_args import run_index
+
+        return run_index(args, name, paths)
     model = AudioTextEmbedder.from_pretrained(name)
     report = AudioIndex(args.db).add(
         model,
