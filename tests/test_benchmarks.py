@@ -119,7 +119,6 @@ def test_search(tmp_path: Path) -> None:
     assert data["config"]["rows"] == 3000
     for kind in ("random", "near-duplicate"):
         res = data["results"][kind]
-        assert 0 <= res["lancedb_ann"]["recall_at_10"] <= 1
         assert (
             _positive(res["exact_numpy"]["p50_ms"])
             and res["exact_numpy"]["p99_ms"] >= res["exact_numpy"]["p50_ms"]
