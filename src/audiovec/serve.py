@@ -44,6 +44,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from audiovec.audio import SAMPLE_RATE, load_audio, window_spans
 from audiovec.classify import DEFAULT_LOGIT_SCALE, DEFAULT_TEMPLATES, average_prompts, prompts
+from audiovec.dims import request_dimensions, truncate_embeddings
 from audiovec.errors import AudioDecodeError, ConfigError
 from audiovec.index import pool_windows
 from audiovec.model import batch_samples, length_batches
@@ -547,13 +548,13 @@ def create_app(
             raise RequestError(
                 422, f"encoding_format must be 'float' or 'base64', got {fmt!r}", "invalid_type"
             )
-        dims = body.get("dimensions")
-        if dims is not None and dims != model.embedding_dim:
-            raise RequestError(
-                400, f"this model gives {model.embedding_dim} dimensions, not {dims!r}", "invalid_input"
-            )
+        try:
+            dims = request_dimensions(body.get("dimensions"), model)  # any size in 1..D (audiovec.dims)
+        except ConfigError as exc:
+            raise RequestError(400, str(exc), "invalid_input") from None
         items = as_list(body["input"], "input")
         vectors, tokens = await timed(embed_items(items, "input"))
+        vectors = truncate_embeddings(vectors, dims)
         data = [
             {
                 "object": "embedding",
@@ -583,7 +584,7 @@ def create_app(
             raise RequestError(422, "'query' must be one string or one input_audio object", "invalid_type")
         vector = (await timed(embed_items([body["query"]], "query")))[0][0]
         loop = asyncio.get_running_loop()
-        hits = await loop.run_in_executor(None, index.search, vector, k)
+        hits = await loop.run_in_executor(None, index.search, index.query_vector(vector), k)
         return {"object": "list", "data": [h.to_json() for h in hits]}
 
     @app.post("/v1/classify")
