@@ -115,7 +115,8 @@ class QuantizedVectors:
         from usearch.index import MetricKind, search
 
         found = search(self.codes, q, count, MetricKind.IP, exact=True, threads=1)
-        return np.asarray(found.keys[: found.count], dtype=np.int64)
+        keys = np.asarray(found.keys, dtype=np.int64).reshape(-1)  # one query: Matches, `count` long
+        return keys[: int(getattr(found, "count", len(keys)))]
 
 
 def _quantize(vectors: np.ndarray, precision: str, ranges: np.ndarray | None) -> np.ndarray:
@@ -149,3 +150,41 @@ def rescore(table: Any, query: np.ndarray, row_ids: np.ndarray, k: int) -> list[
 
 def folder_of(db_dir: str | os.PathLike) -> Path:
     return Path(db_dir) / FOLDER
+
+
+def add_vectors(
+    index: Any, keys: list[str], vectors: np.ndarray, precision: str = "float32", fingerprint: str = "vectors"
+) -> None:
+    """Store precomputed vectors as one-window rows named ``keys`` (benchmarks, planted-vector tests): the
+    same table and metadata ``AudioIndex.add`` writes, without a model."""
+    import pyarrow as pa
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = vectors.shape
+    meta = index.meta()
+    if meta and meta.get("dim") not in (None, dim):
+        raise ConfigError(f"{index.dir}: stores {meta['dim']}-d vectors, not {dim}-d")
+    index._write_meta(
+        {**meta, "format": 1, "table": index.table_name, "fingerprint": meta.get("fingerprint", fingerprint),
+         "dim": dim, "model_dim": meta.get("model_dim", dim), "truncate_dim": meta.get("truncate_dim"),
+         "precision": check_index_precision(precision), "window_seconds": meta.get("window_seconds", 1.0)}
+    )  # fmt: skip
+    columns = {
+        "path": pa.array(keys, pa.string()),
+        "start": pa.array(np.zeros(n), pa.float64()),
+        "end": pa.array(np.ones(n), pa.float64()),
+        "window": pa.array(np.zeros(n, dtype=np.int32)),
+        "n_windows": pa.array(np.ones(n, dtype=np.int32)),
+        "window_s": pa.array(np.ones(n), pa.float64()),
+        "hash": pa.array(keys, pa.string()),
+        "model": pa.array([meta.get("fingerprint", fingerprint)] * n, pa.string()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim),
+    }
+    index.table(dim).add(pa.Table.from_pydict(columns, schema=index._schema(dim)))
+
+
+def set_precision(index: Any, precision: str) -> None:
+    """Switch an index's search between float32 and a quantised copy (built at the next search)."""
+    meta = index.meta()
+    index._write_meta({**meta, "precision": check_index_precision(precision)})
+    index._quantized = None
