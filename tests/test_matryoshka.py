@@ -184,9 +184,8 @@ def test_request_dimensions_any_size_in_range(model: AudioTextEmbedder) -> None:
 
 # ------------------------------------------------------------------------------------------------ the service
 def test_service_dimensions_field_over_a_real_socket(model: AudioTextEmbedder) -> None:
-    from test_serve import running
-
     from audiovec.serve import ServiceLimits, create_app
+    from test_serve import running
 
     full = model.embedding_dim
     texts = ["a dog barks", "rain on a window"]
@@ -244,3 +243,24 @@ def test_index_cli_dim_flag(tiny_model_dir: Path, fsdd_clips, tmp_path: Path, ca
     capsys.readouterr()
     assert main(["search", "--db", str(db), "seven", "-k", "1", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 1
+
+
+@pytest.mark.slow
+def test_matryoshka_real_quick_scores_every_size(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "matryoshka.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "matryoshka_real.py"), "--quick", "--out", str(out),
+         "--work", str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=1200, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    plain, nested = data["variants"]
+    assert plain["variant"] == "plain" and plain["matryoshka_dims"] is None
+    assert nested["matryoshka_dims"] == [384, 192, 96, 48]
+    for record in (plain, nested):
+        assert list(record["by_size"]) == ["384", "192", "96", "48"] and record["steps"] == data["steps"]
+        assert all(0 <= s["t2a_hit_rate@5"] <= 1 for s in record["by_size"].values())

@@ -221,3 +221,26 @@ def test_index_precision_choices(tmp_path: Path) -> None:
     index = AudioIndex(tmp_path / "db")
     with pytest.raises(ConfigError, match="uint8 / ubinary search the same"):
         add_vectors(index, ["a", "b"], unit_rows(2, 8), precision="ubinary")
+
+
+@pytest.mark.slow
+def test_bench_quantize_quick_writes_ratios(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_quantize.py"
+    out = tmp_path / "quantize.json"
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    rows = {r["path"]: r for r in data["results"]}
+    assert rows["float32"]["recall@10"] == 1.0 and rows["float32"]["speedup_vs_float32"] == 1.0
+    assert rows["int8 x4"]["search_copy_ratio_vs_float32"] == 4.0
+    assert rows["binary x4"]["search_copy_ratio_vs_float32"] == 32.0
+    assert rows["binary x10"]["recall@10"] >= rows["binary x1"]["recall@10"]
+    assert all(0.0 <= r["recall@10"] <= 1.0 and r["query_ms_median"] > 0 for r in rows.values())
