@@ -16,6 +16,7 @@ Writes ``benchmarks/results/quantize.json`` and a Markdown table on stdout.
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import tempfile
@@ -34,6 +35,7 @@ PRECISIONS = ("float32", "int8", "binary")
 def parse_args(argv: list[str] | None = None) -> Any:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=None, help="a built corpus folder (real vectors)")
+    parser.add_argument("--max-train", type=int, default=1000, help="training clips of --corpus (0: all)")
     parser.add_argument("--n", type=int, default=100_000, help="synthetic rows")
     parser.add_argument("--dim", type=int, default=384, help="synthetic dimension")
     parser.add_argument("--clusters", type=int, default=1000)
@@ -57,10 +59,12 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def real_vectors(corpus: Path) -> tuple[np.ndarray, np.ndarray, str]:
-    """The built-in model's vectors of every clip of the corpus (train + held-out + synthetic test) and of the
-    held-out captions (the queries), through the evaluation cache (``AUDIOVEC_CACHE``)."""
+def real_vectors(corpus: Path, max_train: int | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """The built-in model's vectors of the corpus's clips (held-out + synthetic test + the first ``max_train``
+    training clips, spread over the manifest) and of the held-out captions (the queries), through the evaluation cache
+    (``AUDIOVEC_CACHE``)."""
     from audiovec.benchmarks_data import from_manifest
+    from audiovec.data.manifest import read_manifest
     from audiovec.evaluate import EmbeddingCache, default_cache_dir, embed_set, model_fingerprint
     from audiovec.model import AudioTextEmbedder
 
@@ -68,10 +72,15 @@ def real_vectors(corpus: Path) -> tuple[np.ndarray, np.ndarray, str]:
     cache = EmbeddingCache(default_cache_dir(), model_fingerprint(model))
     clips, queries = [], None
     try:
-        for name in ("heldout", "train", "synthetic_test"):
+        for name in ("heldout", "synthetic_test", "train"):
             path = corpus / f"{name}.jsonl"
             if not path.is_file():
                 continue
+            if name == "train" and max_train is not None:  # every n-th row (encoding is the slow part)
+                rows = read_manifest(path)
+                rows = rows[:: max(1, len(rows) // max_train)][:max_train]
+                path = Path(tempfile.mkdtemp(prefix="bench-quantize-")) / "train.jsonl"
+                path.write_text("".join(json.dumps(r) + "\n" for r in rows))
             audio, text, _ = embed_set(model, from_manifest(path, name=name), cache=cache)
             clips.append(audio)
             if name == "heldout":
@@ -156,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     }
     if args.corpus is not None:
-        x, q, _ = real_vectors(args.corpus)
+        x, q, _ = real_vectors(args.corpus, args.max_train or None)
         sets[f"audiovec-sounds corpus clips {len(x)}x{x.shape[1]}"] = (x, q)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-quantize-") as tmp:

@@ -80,6 +80,7 @@ def load_builtin(name: str | Path, device: str | torch.device | None = None) -> 
 
     from audiovec.compose import compose
     from audiovec.model import CONFIG_NAME, AudioTextEmbedder, EmbedderConfig
+    from audiovec.quantize import Calibration
 
     folder = Path(name) if isinstance(name, Path) or not is_builtin(name) else builtin_dir(name)
     name = folder.name
@@ -104,6 +105,7 @@ def load_builtin(name: str | Path, device: str | torch.device | None = None) -> 
             f"{delta_path}: does not fit {name} (missing {sorted(set(missing) - from_bases)[:3]}, unexpected {unexpected[:3]})"
         )
     model.config.extra["builtin"] = name
+    model.calibration = Calibration.load(folder)  # int8 ranges (benchmarks/calibrate_builtin.py), if shipped
     model.eval()
     return model.to(device) if device is not None else model
 
