@@ -173,6 +173,24 @@ def test_model_level_truncate_dim_default(tiny_model_dir: Path) -> None:
         AudioTextEmbedder.from_pretrained(tiny_model_dir, truncate_dim=10**6)
 
 
+def test_fingerprint_follows_truncate_dim_and_trained_sizes(model: AudioTextEmbedder) -> None:
+    """Evaluation caches and indexes key vectors by the fingerprint: shorter vectors must get another one,
+    and a model without Matryoshka sizes keeps the id it had before the field existed."""
+    from audiovec.evaluate import model_fingerprint
+
+    before = model_fingerprint(model)
+    try:
+        model.truncate_dim = 8
+        assert model_fingerprint(model) != before
+        model.truncate_dim = None
+        model.config.matryoshka_dims = [model.embedding_dim, 8]
+        assert model_fingerprint(model) != before
+    finally:
+        model.truncate_dim = None
+        model.config.matryoshka_dims = None
+    assert model_fingerprint(model) == before
+
+
 def test_request_dimensions_any_size_in_range(model: AudioTextEmbedder) -> None:
     full = model.embedding_dim
     assert request_dimensions(None, model) is None and request_dimensions(full, model) is None
