@@ -244,3 +244,23 @@ def test_bench_quantize_quick_writes_ratios(tmp_path: Path) -> None:
     assert rows["binary x4"]["search_copy_ratio_vs_float32"] == 32.0
     assert rows["binary x10"]["recall@10"] >= rows["binary x1"]["recall@10"]
     assert all(0.0 <= r["recall@10"] <= 1.0 and r["query_ms_median"] > 0 for r in rows.values())
+
+
+def test_builtin_model_ships_a_calibration_that_keeps_its_ranking() -> None:
+    """The built-in model's int8 ranges (calibrated on training clips and captions) load with it; int8 codes of
+    real captions, dequantised, rank the same nearest caption as the floats."""
+    model = AudioTextEmbedder.from_pretrained("audiovec-sounds")
+    assert model.calibration is not None and sorted(model.calibration.ranges) == [48, 96, 192, 384]
+    texts = ["a dog barks", "a dog barking loudly", "rain falling on a roof", "heavy rain", "a car horn",
+             "a truck honks", "church bells ring", "bells chiming"]  # fmt: skip
+    floats = model.encode_text(texts)
+    codes = model.encode_text(texts, precision="int8")
+    np.testing.assert_array_equal(
+        codes, quantize_embeddings(floats, "int8", ranges=model.calibration.ranges[384])
+    )
+    back = dequantize_int8(codes, model.calibration.ranges[384])
+    sim_f, sim_q = floats @ floats.T, floats @ back.T
+    np.fill_diagonal(sim_f, -2)
+    np.fill_diagonal(sim_q, -2)
+    assert (sim_f.argmax(1) == sim_q.argmax(1)).all()
+    assert (sim_f.argmax(1) == [1, 0, 3, 2, 5, 4, 7, 6]).all()  # the pairs are real neighbours
