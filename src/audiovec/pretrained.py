@@ -144,6 +144,8 @@ def write_builtin(model_dir: str | Path, out: str | Path, compose_options: dict[
     size = (out / DELTA_NAME).stat().st_size
     if size > MAX_DELTA_BYTES:
         raise ConfigError(f"delta is {size / 2**20:.1f} MB; a built-in model ships at most 5 MB")
+    if model.calibration is not None:  # int8 ranges travel with the built-in (audiovec.quantize)
+        model.calibration.save(out)
     config = model.config.to_json()
     config["extra"] = {}
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
