@@ -23,6 +23,7 @@ from torch import nn
 
 from audiovec.adapters import AudioAdapter
 from audiovec.audio import AudioSource, header_seconds, load_audio
+from audiovec.dims import check_truncate_dim
 from audiovec.encode import (  # noqa: F401 - re-exported: they lived here before audiovec.encode
     BATCH_WINDOW_SECONDS,
     BLOCK_SECONDS,
@@ -60,6 +61,7 @@ from audiovec.model_config import (  # noqa: F401 - CONFIG_NAME, build_backbone,
     resolve_model_dir,
 )
 from audiovec.pooling import POOLING_MODES, pool
+from audiovec.quantize import Calibration, finish
 from audiovec.serialization import atomic_directory, load_state_dict, save_state_dict
 from audiovec.towers import AudioTower, build_tower
 
@@ -154,6 +156,23 @@ class AudioTextEmbedder(nn.Module):
         if config.log_mel_floor not in LOG_MEL_FLOORS:
             raise ConfigError(f"log_mel_floor must be one of {LOG_MEL_FLOORS}, not {config.log_mel_floor!r}")
         self._check_positions()
+        self.truncate_dim: int | None = None  # default of encode_*(truncate_dim=): see audiovec.dims
+        self.calibration: Calibration | None = None  # int8 ranges (audiovec.quantize), saved with the model
+
+    def calibrate(self, embeddings: np.ndarray, dims: Sequence[int] | None = None) -> Calibration:
+        """Compute int8 / uint8 ranges from a representative set of this model's full-size vectors, for the
+        full size and ``dims`` (default: the Matryoshka-trained sizes); kept and saved with the model."""
+        trained = self.config.matryoshka_dims or []
+        self.calibration = Calibration.from_embeddings(embeddings, trained if dims is None else dims)
+        return self.calibration
+
+    def _finish(
+        self, vectors: np.ndarray, truncate_dim: int | None, precision: str, ok: np.ndarray | None = None
+    ) -> np.ndarray:
+        dim = check_truncate_dim(
+            self.truncate_dim if truncate_dim is None else truncate_dim, self.embedding_dim
+        )
+        return finish(vectors, dim, precision, self.calibration, ok)
 
     def add_audio_adapter(
         self, r: int = 8, alpha: float = 16.0, targets: str | list[str] = "all-linear"
@@ -282,9 +301,16 @@ class AudioTextEmbedder(nn.Module):
     # ------------------------------------------------------------------------------ user-facing encoding
     @torch.inference_mode()
     def encode_text(
-        self, texts: str | Sequence[str], batch_size: int = 64, show_progress: bool = False
+        self,
+        texts: str | Sequence[str],
+        batch_size: int = 64,
+        show_progress: bool = False,
+        truncate_dim: int | None = None,
+        precision: str = "float32",
     ) -> np.ndarray:
-        """Texts → ``(N, D)`` float32 unit vectors (one string → ``(D,)``)."""
+        """Texts → ``(N, D)`` float32 unit vectors (one string → ``(D,)``). ``truncate_dim``: keep the first
+        d components, re-normalised (default ``model.truncate_dim``); ``precision``: ``float32``, ``int8``,
+        ``uint8``, ``binary``, ``ubinary`` (sentence-transformers' semantics, see :mod:`audiovec.quantize`)."""
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         if any(not isinstance(t, str) or not t.strip() for t in texts):
@@ -294,6 +320,7 @@ class AudioTextEmbedder(nn.Module):
         for start in _progress(range(0, len(order), batch_size), show_progress, "text"):
             idx = order[start : start + batch_size]
             out[idx] = self.forward_text(**self.tokenize([texts[i] for i in idx])).cpu().numpy()
+        out = self._finish(out, truncate_dim, precision)
         return out[0] if single else out
 
     def encode_audio(
@@ -304,8 +331,11 @@ class AudioTextEmbedder(nn.Module):
         sample_rate: int | None = None,
         on_error: str = "raise",
         stream_over_seconds: float | None = STREAM_OVER_SECONDS,
+        truncate_dim: int | None = None,
+        precision: str = "float32",
     ) -> np.ndarray:
         """Paths, bytes, file objects or arrays (given ``sample_rate``) → ``(N, D)`` unit vectors.
+        ``truncate_dim`` and ``precision`` as in :meth:`encode_text` (failed inputs quantise to zeros).
 
         ``sample_rate`` applies to the array inputs only. Clips longer than the window are cut into windows;
         window vectors are averaged weighted by their duration, then normalised. Files longer than
@@ -315,9 +345,16 @@ class AudioTextEmbedder(nn.Module):
         single = _is_single(inputs)
         batch = [inputs] if single else inputs
         result = self.encode_audio_detailed(
-            batch, batch_size, show_progress, sample_rate, on_error, stream_over_seconds=stream_over_seconds
+            batch,
+            batch_size,
+            show_progress,
+            sample_rate,
+            on_error,
+            stream_over_seconds=stream_over_seconds,
+            truncate_dim=truncate_dim,
         )
-        return result.vectors[0] if single else result.vectors
+        vectors = finish(result.vectors, None, precision, self.calibration, result.ok)  # truncated above
+        return vectors[0] if single else vectors
 
     @torch.inference_mode()
     def encode_audio_detailed(
@@ -332,8 +369,10 @@ class AudioTextEmbedder(nn.Module):
         stream_over_seconds: float | None = STREAM_OVER_SECONDS,
         block_seconds: float | None = BLOCK_SECONDS,
         prefetch: bool | None = None,
+        truncate_dim: int | None = None,
     ) -> EncodeResult:
-        """Vectors for every input plus the reasons of the failed ones (see :meth:`encode_audio`).
+        """Vectors for every input plus the reasons of the failed ones (see :meth:`encode_audio`;
+        ``truncate_dim`` as in :meth:`encode_text`).
 
         Inputs are decoded in ``decode_workers`` threads a block at a time (at most ``block_size`` inputs and,
         by their headers, ``block_seconds`` of audio); a block's windows are batched together by length
@@ -347,11 +386,12 @@ class AudioTextEmbedder(nn.Module):
         inputs = list(inputs)
         # this module's names and this model's methods, looked up now: what is swapped in on them is used
         steps = EncodeSteps(self._embed_waves, self.encode_audio_stream, load_audio, header_seconds)
-        return encode_sources(
+        result = encode_sources(
             self, inputs, batch_size, sample_rate, on_error, block_size, decode_workers,
             stream_over_seconds, block_seconds, prefetch, steps,
             lambda: _progress(None, show_progress, "audio", total=len(inputs)),
         )  # fmt: skip
+        return EncodeResult(self._finish(result.vectors, truncate_dim, "float32"), result.errors)
 
     @torch.inference_mode()
     def encode_audio_stream(
@@ -408,7 +448,8 @@ class AudioTextEmbedder(nn.Module):
             save_state_dict(self.state_dict(), tmp, max_shard_size=max_shard_size)
             if self.tokenizer is not None:
                 self.tokenizer.save_pretrained(tmp)
-
+            if self.calibration is not None:
+                self.calibration.save(tmp)
             write_folder_extras(tmp, self, previous=path)  # sentence-transformers files, README.md card
         return path
 
@@ -419,13 +460,16 @@ class AudioTextEmbedder(nn.Module):
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
         allow_pickle: bool = False,
+        truncate_dim: int | None = None,
     ) -> AudioTextEmbedder:
         """Load a folder written by :meth:`save_pretrained` (safetensors only unless ``allow_pickle``), or a
-        built-in model by name (``"audiovec-sounds"``: see :mod:`audiovec.build.pretrained`)."""
+        built-in model by name (``"audiovec-sounds"``: see :mod:`audiovec.build.pretrained`). ``truncate_dim``
+        sets ``model.truncate_dim``, the default size of ``encode_*``."""
         from audiovec.build.pretrained import is_builtin, load_builtin
 
         if is_builtin(path):
             model = load_builtin(str(path), device)
+            model.truncate_dim = check_truncate_dim(truncate_dim, model.embedding_dim)
             return model.to(dtype=parse_dtype(dtype)) if dtype is not None else model
         folder = resolve_model_dir(path)
         config, tokenizer = read_config(folder), load_tokenizer(folder)
@@ -441,6 +485,8 @@ class AudioTextEmbedder(nn.Module):
                 f"{folder}: weights do not match the config (missing: {missing[:5]}, unexpected: {unexpected[:5]})"
             )
         model.eval()
+        model.calibration = Calibration.load(folder)
+        model.truncate_dim = check_truncate_dim(truncate_dim, model.embedding_dim)
         if dtype is not None:
             model.to(dtype=parse_dtype(dtype))
         if device is not None:

@@ -42,6 +42,7 @@ class EmbedderConfig:
     text_max_length: int = 512
     audio_adapter: dict[str, Any] | None = None  # {r, alpha, targets}: backbone LoRA used by audio only
     log_mel_floor: str | None = None  # file | window; None: the tower's own (see window_policy)
+    matryoshka_dims: list[int] | None = None  # sizes trained with the Matryoshka loss (train/matryoshka.py)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -66,6 +67,7 @@ class EmbedderConfig:
             },
             "text": {"max_length": self.text_max_length},
             **({"audio_adapter": self.audio_adapter} if self.audio_adapter else {}),
+            **({"matryoshka_dims": list(self.matryoshka_dims)} if self.matryoshka_dims else {}),
             "extra": self.extra,
         }
 
@@ -91,6 +93,7 @@ class EmbedderConfig:
                 min_seconds=float(features.get("min_seconds", 0.0)),
                 text_max_length=int(data.get("text", {}).get("max_length", 512)),
                 audio_adapter=data.get("audio_adapter"),
+                matryoshka_dims=data.get("matryoshka_dims"),
                 extra=data.get("extra", {}),
             )
         except KeyError as exc:

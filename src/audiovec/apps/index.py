@@ -34,10 +34,12 @@ import numpy as np
 from audiovec.audio import SAMPLE_RATE, iter_windows
 from audiovec.build.pretrained import is_builtin
 from audiovec.data.exclude import file_sha256
+from audiovec.dims import check_truncate_dim, truncate_embeddings
 from audiovec.discovery import find_audio_files
 from audiovec.encode import WindowGroups, embed_windows, pool_windows
 from audiovec.errors import AudioDecodeError, AudiovecError, ConfigError
 from audiovec.evaluation.evaluate import model_fingerprint
+from audiovec.index_quantized import check_index_precision
 from audiovec.model import AudioTextEmbedder
 
 log = logging.getLogger(__name__)
@@ -138,6 +140,8 @@ class AudioIndex:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._db = lancedb.connect(str(self.dir))
         self._table: Any = None
+        self._cut: int | None = None  # truncate_dim of the rows being added (audiovec.dims)
+        self._quantized: Any = None  # QuantizedVectors of the table version searched last
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -245,8 +249,15 @@ class AudioIndex:
         rank: int | None = None,
         world: int | None = None,
         rebuild: bool = False,
+        dim: int | None = None,
+        precision: str | None = None,
     ) -> IndexReport:
         """Index ``paths`` (files or folders) with ``model``; see the module docstring for the guarantees.
+
+        ``dim``: store vectors truncated to this size (``truncate_dim``; default: the size the index was
+        built with, else the model's); queries must then have this size. ``precision``: ``"int8"`` or
+        ``"binary"`` searches a quantised copy and re-scores the best candidates with the float vectors
+        (:mod:`audiovec.index_quantized`); default: the index's, else ``"float32"``.
 
         With ``world > 1`` (default: from ``torch.distributed`` when initialised) this rank embeds only its
         share and rank 0 commits every rank's rows; all ranks must call it with the same arguments.
@@ -258,11 +269,9 @@ class AudioIndex:
         window_s = float(window_seconds or model.config.window_seconds)
         files = collect_audio_files(paths)
         meta = self.meta()
-        if meta and meta.get("dim") not in (None, model.embedding_dim):
-            raise IndexStoreError(
-                f"{self.dir}: built with {meta['dim']}-d vectors, this model gives {model.embedding_dim}-d; "
-                "use a new --db folder"
-            )
+        dim = index_dim(meta, model, dim, self.dir)
+        self._cut = None if dim == model.embedding_dim else dim
+        precision = check_index_precision(precision or meta.get("precision") or "float32")
         if meta.get("fingerprint") not in (None, fingerprint):
             if not rebuild:
                 raise IndexStoreError(
@@ -277,7 +286,10 @@ class AudioIndex:
             "table": self.table_name,
             "model_dir": _model_ref(model_dir or model.config.extra.get("builtin")) or meta.get("model_dir"),
             "fingerprint": fingerprint,
-            "dim": model.embedding_dim,
+            "dim": dim,
+            "model_dim": model.embedding_dim,
+            "truncate_dim": self._cut,
+            "precision": precision,
             "window_seconds": window_s,
         }
         if rank == 0:
@@ -289,7 +301,6 @@ class AudioIndex:
             todo = self._plan(files, state, fingerprint, window_s, report)
         else:
             todo = self._plan_sharded(files, fingerprint, window_s, report, rank, world)
-        dim = model.embedding_dim
         shard = _ShardWriter(self.dir, rank, world, self._schema(dim)) if world > 1 else None
         for start in range(0, len(todo), max(1, batch_files)):
             pending: list[tuple[str, str, Any]] = []  # (path, hash, rows) of finished files
@@ -387,6 +398,7 @@ class AudioIndex:
     def _file_rows(self, key, digest, spans, vectors, window_s, fingerprint) -> Any:
         import pyarrow as pa
 
+        vectors = truncate_embeddings(vectors, self._cut)
         n, dim = vectors.shape
         columns = {
             "path": pa.array([key] * n, pa.string()),
@@ -475,13 +487,20 @@ class AudioIndex:
 
     # ------------------------------------------------------------------ querying
     def search(
-        self, vector: np.ndarray, k: int = 10, nprobes: int | None = None, ef: int | None = None
+        self,
+        vector: np.ndarray,
+        k: int = 10,
+        nprobes: int | None = None,
+        ef: int | None = None,
+        rescore_multiplier: int | None = None,
     ) -> list[Hit]:
-        """Top-``k`` windows by cosine similarity to a query vector (text or audio).
+        """Top-``k`` windows by cosine similarity to a query vector (text or audio) of the index's size
+        (``meta()["dim"]``; see :meth:`query_vector` for a model's full-size vector).
 
         With an ANN index, ``nprobes`` partitions are searched (default: an eighth of them, at least 20;
         more is slower and closer to exact), each with ``ef`` HNSW candidates (default :func:`default_ef`), and
-        the candidates are re-ranked exactly.
+        the candidates are re-ranked exactly. An int8 / binary index finds ``k * rescore_multiplier``
+        (default 4) candidates on its quantised copy and re-ranks them with the float vectors.
         """
         if k < 1:
             raise ValueError("k must be >= 1")
@@ -491,9 +510,15 @@ class AudioIndex:
         if self.count() == 0:
             return []
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
-        dim = self.meta().get("dim")
+        meta = self.meta()
+        dim = meta.get("dim")
         if dim is not None and query.shape[0] != dim:
-            raise IndexStoreError(f"{self.dir}: query has {query.shape[0]} dimensions, the index {dim}")
+            fix = f"; encode it with truncate_dim={dim}" if meta.get("truncate_dim") else ""
+            raise IndexStoreError(
+                f"{self.dir}: query has {query.shape[0]} dimensions, the index stores {dim}-d vectors{fix}"
+            )
+        if meta.get("precision", "float32") != "float32":
+            return self._search_quantized(query, k, meta["precision"], rescore_multiplier)
         builder = self.table().search(query).distance_type("cosine").limit(k)
         if self.has_ann():
             partitions = ann_partitions(self.count())  # as ensure_ann built it
@@ -508,6 +533,39 @@ class AudioIndex:
             for h in hits
         ]
 
+    def _search_quantized(
+        self, query: np.ndarray, k: int, precision: str, multiplier: int | None
+    ) -> list[Hit]:
+        from audiovec.index_quantized import DEFAULT_RESCORE_MULTIPLIER, QuantizedVectors, folder_of, rescore
+
+        multiplier = DEFAULT_RESCORE_MULTIPLIER if multiplier is None else int(multiplier)
+        if multiplier < 1:
+            raise ValueError(f"rescore_multiplier must be >= 1, got {multiplier}")
+        table = self.table()
+        version = int(table.version)
+        q = self._quantized
+        if q is None or q.precision != precision or q.version != version:
+            q = QuantizedVectors.load(folder_of(self.dir), precision, version)
+            if q is None:
+                q = QuantizedVectors.build(table, precision)
+                q.save(folder_of(self.dir), version)
+            q.version = version
+            self._quantized = q
+        ids = q.row_ids[q.candidates(query, k * multiplier)]
+        return [
+            Hit(h["path"], float(h["start"]), float(h["end"]), h["score"], int(h["window"]))
+            for h in rescore(table, query, ids, k)
+        ]
+
+    def query_vector(self, vector: np.ndarray) -> np.ndarray:
+        """A query vector of the index's model at the index's size: a full-size vector of an index built
+        with ``dim`` is truncated (first d components, re-normalised); any other size is refused."""
+        meta = self.meta()
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if meta.get("truncate_dim") and query.shape[0] == meta.get("model_dim"):
+            return truncate_embeddings(query, meta["truncate_dim"])
+        return query
+
     def check_model(self, model: Any) -> None:
         """Raise unless ``model`` is the one that built this index."""
         expected = self.meta().get("fingerprint")
@@ -517,10 +575,10 @@ class AudioIndex:
             )
 
     def search_text(self, model: Any, text: str, k: int = 10) -> list[Hit]:
-        return self.search(model.encode_text(text), k)
+        return self.search(model.encode_text(text, truncate_dim=self.meta().get("dim")), k)
 
     def search_audio(self, model: Any, source: Any, k: int = 10) -> list[Hit]:
-        return self.search(embed_source(model, source), k)
+        return self.search(self.query_vector(embed_source(model, source)), k)
 
 
 def embed_source(
@@ -560,6 +618,26 @@ class _ShardWriter:
         else:
             self._writer.close()
         os.replace(self._tmp, self.path_of(self.rank))
+
+
+def index_dim(meta: dict[str, Any], model: Any, dim: int | None, where: Path) -> int:
+    """The vector size an index stores: ``dim`` (a ``truncate_dim`` in 1..model size), else the size it was
+    built with, else the model's; a size other than the one already stored is refused."""
+    full = int(model.embedding_dim)
+    if meta.get("model_dim", meta.get("dim")) not in (None, full):
+        raise IndexStoreError(
+            f"{where}: built with a {meta.get('model_dim', meta.get('dim'))}-d model, this model gives "
+            f"{full}-d vectors; use a new --db folder"
+        )
+    chosen = None
+    if dim is not None:
+        chosen = check_truncate_dim(dim, full, "dim (--dim)") or full
+    stored = meta.get("dim")
+    if chosen is not None and stored not in (None, chosen):
+        raise IndexStoreError(
+            f"{where}: stores {stored}-d vectors, asked for {chosen}; use --dim {stored} or a new --db folder"
+        )
+    return int(chosen or stored or getattr(model, "truncate_dim", None) or full)
 
 
 def _sql(value: str) -> str:

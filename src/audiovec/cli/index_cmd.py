@@ -28,6 +28,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"build an ANN index from this many rows (default {DEFAULT_ANN_THRESHOLD})",
     )
     p.add_argument("--rebuild", action="store_true", help="replace an index built by another model")
+    p.add_argument(
+        "--dim",
+        type=int,
+        default=None,
+        help="store vectors truncated to this size (Matryoshka; queries must match; default: the model's)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("float32", "int8", "binary"),
+        default=None,
+        help="search a quantised copy and re-score the best candidates with floats (default float32)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_engine_args(p)
     p.set_defaults(func=run)
@@ -52,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         ann_threshold=args.ann_threshold,
         rebuild=args.rebuild,
+        dim=args.dim,
+        precision=args.precision,
     )
     if args.json:
         print(json.dumps(report.__dict__, indent=2))

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         vector = embed_source(model, args.audio, index.meta().get("window_seconds"))
     else:
         vector = model.encode_text(args.query)
-    hits = index.search(vector, args.top_k, nprobes=args.nprobes, ef=args.ef)
+    hits = index.search(index.query_vector(vector), args.top_k, nprobes=args.nprobes, ef=args.ef)
     if args.json:
         print(json.dumps([h.to_json() for h in hits], indent=2))
         return 0

@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Train with symmetric InfoNCE from a YAML recipe. Override any field with --section.key value "
             "(or --key value when the name is unique, e.g. --lr 3e-4 --steps 50; dashes work as underscores). "
             "Per-module learning rates: --tower-lr and --backbone-lr (numbers >= 0; default: --lr), "
-            "--new-lr for the projector and temperature. Launch several processes "
+            "--new-lr for the projector and temperature. Matryoshka sizes: --matryoshka-dims auto (full, 1/2, "
+            "1/4, 1/8) or 384,192,96 (docs/compact-vectors.md). Launch several processes "
             "with `torchrun --nproc_per_node N -m audiovec.train RECIPE.yaml`."
         ),
         epilog=(

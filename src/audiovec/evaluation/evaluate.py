@@ -65,7 +65,11 @@ def model_fingerprint(model: Any) -> str:
             config = dataclasses.asdict(config)
         elif hasattr(config, "to_dict"):
             config = config.to_dict()
+        if isinstance(config, dict) and config.get("matryoshka_dims", 0) is None:
+            config = {k: v for k, v in config.items() if k != "matryoshka_dims"}  # ids from before the field
         h.update(json.dumps(config, sort_keys=True, default=str).encode())
+    if getattr(model, "truncate_dim", None) is not None:  # encode_* give shorter vectors: another cache
+        h.update(f"truncate_dim={model.truncate_dim}".encode())
     state_dict = getattr(model, "state_dict", None)
     if callable(state_dict):
         import torch

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from audiovec.apps.classify import DEFAULT_TEMPLATES, ZeroShotClassifier, average_prompts, prompts
+from audiovec.dims import request_dimensions, truncate_embeddings
 from audiovec.errors import ConfigError
 from audiovec.serve.batching import MicroBatcher
 from audiovec.serve.inputs import as_list, audio_bytes, decode_clip, is_text, parse_json, text_of
@@ -155,11 +156,13 @@ async def embeddings(request: Request) -> dict[str, Any]:
     fmt = body.get("encoding_format") or "float"
     if fmt not in ("float", "base64"):
         raise RequestError(422, f"encoding_format must be 'float' or 'base64', got {fmt!r}", "invalid_type")
-    dims, dim = body.get("dimensions"), state.model.embedding_dim
-    if dims is not None and dims != dim:
-        raise RequestError(400, f"this model gives {dim} dimensions, not {dims!r}", "invalid_input")
+    try:
+        dims = request_dimensions(body.get("dimensions"), state.model)  # any size in 1..D (audiovec.dims)
+    except ConfigError as exc:
+        raise RequestError(400, str(exc), "invalid_input") from None
     items = as_list(body["input"], "input", state.limits)
     vectors, tokens = await state.timed(state.embed_items(items, "input"))
+    vectors = truncate_embeddings(vectors, dims)
     data = [
         {
             "object": "embedding",
@@ -189,7 +192,9 @@ async def search(request: Request) -> dict[str, Any]:
     if "query" not in body or isinstance(body["query"], list):
         raise RequestError(422, "'query' must be one string or one input_audio object", "invalid_type")
     vector = (await state.timed(state.embed_items([body["query"]], "query")))[0][0]
-    hits = await asyncio.get_running_loop().run_in_executor(None, state.index.search, vector, k)
+    hits = await asyncio.get_running_loop().run_in_executor(
+        None, state.index.search, state.index.query_vector(vector), k
+    )
     return {"object": "list", "data": [h.to_json() for h in hits]}
 
 

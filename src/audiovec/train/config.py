@@ -87,6 +87,10 @@ class TrainSpec:
     min_temperature: float = 0.01
     max_temperature: float = 1.0
     mask_false_negatives: bool = True
+    # Matryoshka: also train prefixes of the vectors ([384, 192, 96, 48], "auto" = full, 1/2, 1/4, 1/8;
+    # [] = off), each re-normalised, losses averaged with matryoshka_weights ([] = equal); see train/matryoshka.py
+    matryoshka_dims: Any = field(default_factory=list)
+    matryoshka_weights: list[float] = field(default_factory=list)
     precision: str = "auto"  # auto: bf16 where the device supports it
     gradient_checkpointing: bool = False
     cache_tower: bool = True  # frozen tower: compute each clip's tokens once, reuse them every epoch
@@ -146,6 +150,7 @@ class Recipe:
             )
         for target in t.lora.targets:
             _choice("train.lora.targets", target, ("backbone", "tower"))
+        _check_matryoshka(t)
         for key in MODULE_LRS:
             setattr(t, key, _module_lr(key, getattr(t, key)))
         if self.output.keep_last < 1:
@@ -177,6 +182,14 @@ def _module_lr(key: str, value: Any) -> float | None:
             f"or null to use train.lr; got {value!r}"
         )
     return float(value)
+
+
+def _check_matryoshka(t: TrainSpec) -> None:
+    from audiovec.train.matryoshka import parse_dims, resolve_weights
+
+    t.matryoshka_dims = parse_dims(t.matryoshka_dims)
+    if isinstance(t.matryoshka_dims, list) and (t.matryoshka_dims or t.matryoshka_weights):
+        resolve_weights(t.matryoshka_weights, t.matryoshka_dims or [])
 
 
 def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:

@@ -20,7 +20,8 @@ from audiovec.train.config import Recipe, save_recipe
 from audiovec.train.data import make_loader
 from audiovec.train.encoder import PairEncoder
 from audiovec.train.gradcache import full_batch_step, gradcache_step
-from audiovec.train.loss import ContrastiveLoss, in_batch_accuracy
+from audiovec.train.loss import in_batch_accuracy
+from audiovec.train.matryoshka import make_loss
 from audiovec.train.monitor import MetricsLog, memory_mb, plot_curves
 from audiovec.train.optim import (  # noqa: F401  (moved; re-exported one release)
     describe_groups,
@@ -59,13 +60,10 @@ class Trainer:
         configure_trainable(self.model, t)
         self.model.to(self.device)
         set_train_mode(self.model, True)
-        self.loss_fn = ContrastiveLoss(
-            t.temperature,
-            learnable=t.learnable_temperature,
-            min_temperature=t.min_temperature,
-            max_temperature=t.max_temperature,
-            mask_false_negatives=t.mask_false_negatives,
-        ).to(self.device)
+        self.loss_fn, dims = make_loss(t, self.model.embedding_dim)
+        self.loss_fn.to(self.device)
+        if dims:  # saved with the model: the sizes encode_*(truncate_dim=), the service and the index know
+            self.model.config.matryoshka_dims = dims
         self.amp = autocast_dtype(t.precision, self.device)
         self.encoder: nn.Module = PairEncoder(self.model, t.mode, self.amp)
         if self.world > 1:
