@@ -217,7 +217,7 @@ def _run(
     yield from out.iter_batches(batch_size=None, batch_format="pyarrow")
 
 
-def _model_ref(model: str) -> str:
+def model_ref(model: str) -> str:
     from audiovec.build.pretrained import is_builtin
 
     return model if is_builtin(model) else os.path.abspath(model)
@@ -251,7 +251,7 @@ def encode_dataset(
     report = EncodeReport(skipped=len(done))  # the paths already written (not re-read to count them)
     if done:
         ds = ds.filter(lambda row: row["path"] not in done)
-    return _write_parts(_run(ray, ds, _model_ref(model), "file", config, None), Path(out), report)
+    return _write_parts(_run(ray, ds, model_ref(model), "file", config, None), Path(out), report)
 
 
 def _encode(ray, model, make_ds, files, out, config) -> EncodeReport:
@@ -262,7 +262,7 @@ def _encode(ray, model, make_ds, files, out, config) -> EncodeReport:
     if not todo:
         return report
     ds = make_ds(todo)
-    runs = _run(ray, ds, _model_ref(model), "file", config, None, ds.num_blocks())
+    runs = _run(ray, ds, model_ref(model), "file", config, None, ds.num_blocks())
     return _write_parts(runs, out, report)
 
 
@@ -272,7 +272,7 @@ def _written_paths(out: Path, model: str) -> set[str]:
 
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / ENCODE_META
-    ref = _model_ref(model)
+    ref = model_ref(model)
     if meta_path.is_file():
         recorded = json.loads(meta_path.read_text()).get("model")
         if recorded != ref:
@@ -357,7 +357,7 @@ def index_files(
         AudioIndex,
         IndexReport,
         IndexStoreError,
-        _model_ref,
+        model_ref,
         collect_audio_files,
     )
     from audiovec.evaluation.evaluate import model_fingerprint
@@ -386,7 +386,7 @@ def index_files(
         {
             "format": 1,
             "table": index.table_name,
-            "model_dir": _model_ref(model) or meta.get("model_dir"),
+            "model_dir": model_ref(model) or meta.get("model_dir"),
             "fingerprint": fingerprint,
             "dim": dim,
             "window_seconds": window_s,
@@ -400,7 +400,7 @@ def index_files(
         schema = index._schema(dim)
         partial: dict[str, list[Any]] = {}  # a file's rows until all its windows have arrived
         pending: list[tuple[str, str, Any]] = []
-        for table in _run(ray, ds, _model_ref(model), "windows", config, window_s, ds.num_blocks()):
+        for table in _run(ray, ds, model_ref(model), "windows", config, window_s, ds.num_blocks()):
             errors = table.column("error").to_pylist()
             for i in (i for i, e in enumerate(errors) if e is not None):
                 report.failed[table.column("path")[i].as_py()] = errors[i]

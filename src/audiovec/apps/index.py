@@ -284,7 +284,7 @@ class AudioIndex:
         new_meta = {
             "format": 1,
             "table": self.table_name,
-            "model_dir": _model_ref(model_dir or model.config.extra.get("builtin")) or meta.get("model_dir"),
+            "model_dir": model_ref(model_dir or model.config.extra.get("builtin")) or meta.get("model_dir"),
             "fingerprint": fingerprint,
             "dim": dim,
             "model_dim": model.embedding_dim,
@@ -657,7 +657,7 @@ def _dist_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _model_ref(model: str | os.PathLike | None) -> str | None:
+def model_ref(model: str | os.PathLike | None) -> str | None:
     """How an index names its model: a built-in model by name, a folder by its absolute path."""
 
     if not model:
