@@ -121,7 +121,7 @@ def _masked_avg_pool(tokens: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[
     batch, length, dim = tokens.shape
     pad = (-length) % k
     weights = mask.to(tokens.dtype)
-    if pad:
+    if pad or torch.jit.is_tracing():  # traced (ONNX export): pad by the length's own remainder, not 0
         tokens = nn.functional.pad(tokens, (0, 0, 0, pad))
         weights = nn.functional.pad(weights, (0, pad))
     tokens = (tokens * weights[..., None]).reshape(batch, -1, k, dim).sum(2)
@@ -736,10 +736,20 @@ class AudioTextEmbedder(nn.Module):
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
         allow_pickle: bool = False,
+        backend: str | None = None,
     ) -> AudioTextEmbedder:
         """Load a folder written by :meth:`save_pretrained` (safetensors only unless ``allow_pickle``), or a
-        built-in model by name (``"audiovec-sounds"``: see :mod:`audiovec.pretrained`)."""
+        built-in model by name (``"audiovec-sounds"``: see :mod:`audiovec.pretrained`). A folder written by
+        ``audiovec export --onnx`` (or ``backend="onnx"``) loads in onnxruntime (:mod:`audiovec.onnx_runtime`)."""
+        from audiovec.onnx_export import is_onnx_dir
         from audiovec.pretrained import is_builtin, load_builtin
+
+        if backend not in (None, "torch", "onnx"):
+            raise ConfigError(f"unknown backend {backend!r}; choose 'torch' or 'onnx'")
+        if backend == "onnx" or (backend is None and is_onnx_dir(path)):
+            from audiovec.onnx_runtime import load_onnx
+
+            return load_onnx(path, device)  # type: ignore[return-value]  # same encode API
 
         if is_builtin(path):
             model = load_builtin(str(path), device)
