@@ -10,7 +10,8 @@ The log-mel extraction, windowing, batching and tokenizing stay outside the grap
 numpy/torch code (:class:`~audiovec.features.LogMelExtractor`), run by the ONNX-backed model exactly as by the
 PyTorch one. The graphs are traced by the TorchScript exporter (``torch.onnx.export(dynamo=False)`` with
 ``dynamic_axes``, no ``onnxscript`` needed); int8 is onnxruntime's dynamic quantisation (int8 weights of the
-MatMul/Gemm layers, activations quantised per batch at run time).
+MatMul layers, per output channel, activations quantised per batch at run time; the tower's convolutions and
+the projector stay fp32, see :func:`quantize_onnx`).
 """
 
 from __future__ import annotations
@@ -159,11 +160,27 @@ def quantize_onnx(src: str | Path, out: str | Path) -> Path:
     root.setLevel(logging.ERROR)  # the quantiser logs advice and shape-inference notes at WARNING on root
     try:
         for graph in (AUDIO_GRAPH, TEXT_GRAPH):
-            quantize_dynamic(str(src / graph), str(out / graph), weight_type=QuantType.QInt8)
+            quantize_dynamic(
+                str(src / graph),
+                str(out / graph),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                nodes_to_exclude=_kept_fp32(src / graph),
+            )
     finally:
         root.setLevel(level)
     _write_manifest(out, "int8", int(manifest.get("opset", OPSET)))
     return out
+
+
+def _kept_fp32(graph: Path) -> list[str]:
+    """Nodes left in fp32 by :func:`quantize_onnx`: the tower's convolutions and the projector. On the
+    built-in model, int8 per-tensor weights everywhere gave held-out audio vectors a mean cosine of 0.90 to
+    fp32; per-channel 0.994 (min 0.966); per-channel with these few small layers kept 0.997 (min 0.986)."""
+    import onnx
+
+    nodes = onnx.load(str(graph), load_external_data=False).graph.node
+    return [n.name for n in nodes if n.op_type == "Conv" or "/projector/" in n.name]
 
 
 def _write_manifest(out: Path, precision: str, opset: int) -> None:
