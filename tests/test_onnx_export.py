@@ -114,6 +114,9 @@ def test_loading_rules(tmp_path) -> None:
     out = export_onnx(AudioTextEmbedder.from_pretrained(torch_dir), tmp_path / "onnx")
     with pytest.raises(ConfigError, match="runs on the CPU"):
         AudioTextEmbedder.from_pretrained(out, device="cuda")
+    with pytest.raises(ConfigError, match="runs as exported, not as 'bf16'"):
+        AudioTextEmbedder.from_pretrained(out, dtype="bf16")
+    assert isinstance(AudioTextEmbedder.from_pretrained(out, device="cpu", dtype="fp32"), OnnxEmbedder)
     with pytest.raises(ConfigError, match="not empty"):
         export_onnx(AudioTextEmbedder.from_pretrained(torch_dir), out)
     (out / ONNX_MANIFEST).write_text('{"format": "other"}')

@@ -749,7 +749,7 @@ class AudioTextEmbedder(nn.Module):
         if backend == "onnx" or (backend is None and is_onnx_dir(path)):
             from audiovec.onnx_runtime import load_onnx
 
-            return load_onnx(path, device)  # type: ignore[return-value]  # same encode API
+            return load_onnx(path, device, dtype)  # type: ignore[return-value]  # same encode API
 
         if is_builtin(path):
             model = load_builtin(str(path), device)

@@ -56,12 +56,21 @@ class OnnxEmbedder:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, device: str | torch.device | None = None, **kwargs: Any
+        cls,
+        path: str | Path,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        **kwargs: Any,
     ) -> OnnxEmbedder:
-        """Load an export folder; ``device`` may only be the CPU (onnxruntime's CPU provider)."""
+        """Load an export folder; ``device`` may only be the CPU (onnxruntime's CPU provider) and ``dtype``
+        only fp32 (the graphs' inputs and outputs; an int8 export is a separate folder)."""
         if device is not None and torch.device(device).type != "cpu":
             raise ConfigError(
                 f"the ONNX backend runs on the CPU, not {device!r}; load the PyTorch model for it"
+            )
+        if dtype is not None and dtype not in (torch.float32, "fp32", "float32"):
+            raise ConfigError(
+                f"an ONNX export runs as exported, not as {dtype!r}; drop dtype, or export with --int8"
             )
         return cls(path, **kwargs)
 
@@ -121,6 +130,8 @@ class OnnxEmbedder:
     similarity = staticmethod(AudioTextEmbedder.similarity)
 
 
-def load_onnx(path: str | Path, device: str | torch.device | None = None, **kwargs: Any) -> OnnxEmbedder:
+def load_onnx(
+    path: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None
+) -> OnnxEmbedder:
     """What ``AudioTextEmbedder.from_pretrained(path, backend="onnx")`` returns."""
-    return OnnxEmbedder.from_pretrained(path, device, **kwargs)
+    return OnnxEmbedder.from_pretrained(path, device, dtype)
