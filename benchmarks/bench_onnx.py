@@ -42,9 +42,9 @@ def parse_args(argv: list[str] | None = None) -> Any:
     p = base_parser(__doc__.splitlines()[0])
     p.add_argument("--model", default=MODEL, help="an audiovec model folder or built-in name")
     p.add_argument("--heldout", type=Path, default=HELDOUT, help="held-out manifest (JSONL)")
-    p.add_argument("--clips", type=int, default=None, help="clips in the speed run (default 32; quick 6)")
+    p.add_argument("--clips", type=int, default=None, help="clips in the speed run (default 32; quick 4)")
     p.add_argument(
-        "--eval-clips", type=int, default=None, help="held-out clips scored (default all; quick 40)"
+        "--eval-clips", type=int, default=None, help="held-out clips scored (default all; quick 24)"
     )
     p.add_argument("--work", type=Path, default=None, help="where the exports go (default a temp folder)")
     return p.parse_args(argv)
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     from audiovec.model import AudioTextEmbedder
     from audiovec.onnx_export import export_onnx, quantize_onnx
 
-    n_clips = args.clips or (6 if args.quick else 32)
-    n_eval = args.eval_clips or (40 if args.quick else None)
+    n_clips = args.clips or (4 if args.quick else 32)
+    n_eval = args.eval_clips or (24 if args.quick else None)
     repeats = args.repeats or (1 if args.quick else 3)
     own_work = args.work is None
     work = Path(tempfile.mkdtemp(prefix="bench-onnx-")) if own_work else args.work

@@ -56,7 +56,7 @@ PEERS = ("htsat_tiny", "htsat_base")
 
 def parse_args(argv: list[str] | None = None) -> Any:
     p = base_parser(__doc__.splitlines()[0])
-    p.add_argument("--clips", type=int, default=None, help="clips (default 32; quick 4)")
+    p.add_argument("--clips", type=int, default=None, help="clips (default 16; quick 3)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--model", default=MODEL)
     p.add_argument("--probe", default=None, help=argparse_hidden())
@@ -186,7 +186,7 @@ def probe(args: Any) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    args.clips = args.clips or (4 if args.quick else 32)
+    args.clips = args.clips or (3 if args.quick else 16)
     if args.probe:
         return probe(args)
     set_threads(args.threads)
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     from audiovec.model import AudioTextEmbedder
     from audiovec.onnx_export import export_onnx
 
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else 2)
     missing = laion_clap_missing()
     if missing:
         print(missing, file=sys.stderr)
