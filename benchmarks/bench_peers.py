@@ -22,6 +22,7 @@ skipped with a message and the JSON says so.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import json
@@ -74,7 +75,7 @@ def argparse_hidden() -> str:
 def laion_clap_missing() -> str | None:
     """Why the HTSAT paths cannot run, or None."""
     for module in ("laion_clap", "torchlibrosa", "librosa", "h5py"):
-        if importlib.util.find_spec(module) is None:
+        if module not in sys.modules and importlib.util.find_spec(module) is None:
             return (
                 f"{module} is not installed: pip install --no-deps laion-clap torchlibrosa && pip install "
                 "librosa h5py (see this script's docstring); HTSAT paths skipped"
@@ -82,6 +83,7 @@ def laion_clap_missing() -> str | None:
     return None
 
 
+@functools.cache
 def htsat_module() -> types.ModuleType:
     """``laion_clap.clap_module.htsat``, imported without running the package ``__init__`` files (they load
     the text towers, training data code and wget), with a stand-in for torchvision's ``FrozenBatchNorm2d``

@@ -10,14 +10,15 @@ The log-mel extraction, windowing, batching and tokenizing stay outside the grap
 numpy/torch code (:class:`~audiovec.features.LogMelExtractor`), run by the ONNX-backed model exactly as by the
 PyTorch one. The graphs are traced by the TorchScript exporter (``torch.onnx.export(dynamo=False)`` with
 ``dynamic_axes``, no ``onnxscript`` needed); int8 is onnxruntime's dynamic quantisation (int8 weights of the
-MatMul layers, per output channel, activations quantised per batch at run time; the tower's convolutions and
-the projector stay fp32, see :func:`quantize_onnx`).
+MatMul layers, per output channel, activations quantised per batch at run time; the tower's convolutions,
+the projector and the first and last layers stay fp32, see :func:`_kept_fp32`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tempfile
 import warnings
@@ -174,13 +175,29 @@ def quantize_onnx(src: str | Path, out: str | Path) -> Path:
 
 
 def _kept_fp32(graph: Path) -> list[str]:
-    """Nodes left in fp32 by :func:`quantize_onnx`: the tower's convolutions and the projector. On the
-    built-in model, int8 per-tensor weights everywhere gave held-out audio vectors a mean cosine of 0.90 to
-    fp32; per-channel 0.994 (min 0.966); per-channel with these few small layers kept 0.997 (min 0.986)."""
+    """Nodes :func:`quantize_onnx` leaves in fp32: the tower's convolutions, the projector, and the first and
+    last layer of the tower and of the backbone. Measured on the built-in model (docs/benchmarks.md, ONNX
+    section): int8 per-tensor weights everywhere gave held-out audio vectors a mean cosine of 0.90 to fp32;
+    per-channel 0.994 (min 0.966); with convolutions and projector kept 0.997 (min 0.986) but held-out
+    audio→text hit_rate@5 0.017 lower; with the first and last layers kept too, 0.997 (min 0.986) and
+    hit_rate@5 within +0.005 of fp32 both ways."""
     import onnx
 
     nodes = onnx.load(str(graph), load_external_data=False).graph.node
-    return [n.name for n in nodes if n.op_type == "Conv" or "/projector/" in n.name]
+    layer = re.compile(r"^/(tower|backbone)/(?:[^/]+/)*?layers?\.(\d+)/")
+    found: dict[str, set[int]] = {}
+    for n in nodes:
+        if m := layer.match(n.name):
+            found.setdefault(m.group(1), set()).add(int(m.group(2)))
+    ends = {(part, i) for part, idx in found.items() for i in (min(idx), max(idx))}
+
+    def kept(name: str, op: str) -> bool:
+        m = layer.match(name)
+        return (
+            op == "Conv" or "/projector/" in name or (m is not None and (m.group(1), int(m.group(2))) in ends)
+        )
+
+    return [n.name for n in nodes if kept(n.name, n.op_type)]
 
 
 def _write_manifest(out: Path, precision: str, opset: int) -> None:
