@@ -176,7 +176,7 @@ def quantize_onnx(src: str | Path, out: str | Path) -> Path:
 
 def _kept_fp32(graph: Path) -> list[str]:
     """Nodes :func:`quantize_onnx` leaves in fp32: the tower's convolutions, the projector, and the first and
-    last layer of the tower and of the backbone. Measured on the built-in model (docs/benchmarks.md, ONNX
+    last layer of the tower and of the backbone (when they have 4 layers or more). Measured on the built-in model (docs/benchmarks.md, ONNX
     section): int8 per-tensor weights everywhere gave held-out audio vectors a mean cosine of 0.90 to fp32;
     per-channel 0.994 (min 0.966); with convolutions and projector kept 0.997 (min 0.986) but held-out
     audio→text hit_rate@5 0.017 lower; with the first and last layers kept too, 0.997 (min 0.986) and
@@ -189,7 +189,8 @@ def _kept_fp32(graph: Path) -> list[str]:
     for n in nodes:
         if m := layer.match(n.name):
             found.setdefault(m.group(1), set()).add(int(m.group(2)))
-    ends = {(part, i) for part, idx in found.items() for i in (min(idx), max(idx))}
+    # stacks of 4+ layers (both built-in stacks); shallower ones would keep most of their weights fp32
+    ends = {(part, i) for part, idx in found.items() if len(idx) >= 4 for i in (min(idx), max(idx))}
 
     def kept(name: str, op: str) -> bool:
         m = layer.match(name)
