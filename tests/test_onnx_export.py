@@ -175,3 +175,27 @@ def _sound_clips() -> list[np.ndarray]:
         (0.3 * np.sin(2 * np.pi * (200 + 1500 * t) * t)).astype(np.float32),
         (0.3 * np.sin(2 * np.pi * 60 * t) + 0.1 * np.sin(2 * np.pi * 120 * t)).astype(np.float32),
     ]
+
+
+def test_export_without_the_onnx_extra_names_it(tmp_path) -> None:
+    """With onnx/onnxruntime hidden (a plain install), `audiovec export` fails with one line naming the extra."""
+    import subprocess
+    import sys
+
+    src = save_tiny_embedder(tmp_path / "src", tower="whisper", backbone="bert")
+    code = (
+        "import sys, importlib.abc\n"
+        "class Hide(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('onnx', 'onnxruntime'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Hide())\n"
+        "from audiovec.cli import main\n"
+        f"sys.exit(main(['export', {str(src)!r}, '--onnx', {str(tmp_path / 'out')!r}, '--int8']))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "audiovec[onnx]" in lines[0], proc.stderr[-2000:]
