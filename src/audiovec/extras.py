@@ -13,6 +13,7 @@ MODULE_EXTRAS: dict[str, str] = {
     "fastapi": "serve", "uvicorn": "serve", "httpx": "serve", "starlette": "serve",
     "peft": "train", "accelerate": "train", "matplotlib": "train",
     "mteb": "eval", "pytrec_eval": "eval", "datasets": "eval", "sentence_transformers": "st",
+    "onnx": "onnx", "onnxruntime": "onnx",
 }  # fmt: skip
 
 

@@ -115,7 +115,7 @@ def _masked_avg_pool(tokens: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[
     batch, length, dim = tokens.shape
     pad = (-length) % k
     weights = mask.to(tokens.dtype)
-    if pad:
+    if pad or torch.jit.is_tracing():  # traced (ONNX export): pad by the length's own remainder, not 0
         tokens = nn.functional.pad(tokens, (0, 0, 0, pad))
         weights = nn.functional.pad(weights, (0, pad))
     tokens = (tokens * weights[..., None]).reshape(batch, -1, k, dim).sum(2)
@@ -461,11 +461,21 @@ class AudioTextEmbedder(nn.Module):
         dtype: torch.dtype | str | None = None,
         allow_pickle: bool = False,
         truncate_dim: int | None = None,
+        backend: str | None = None,
     ) -> AudioTextEmbedder:
         """Load a folder written by :meth:`save_pretrained` (safetensors only unless ``allow_pickle``), or a
         built-in model by name (``"audiovec-sounds"``: see :mod:`audiovec.build.pretrained`). ``truncate_dim``
-        sets ``model.truncate_dim``, the default size of ``encode_*``."""
+        sets ``model.truncate_dim``, the default size of ``encode_*``. A folder written by
+        ``audiovec export --onnx`` (or ``backend="onnx"``) loads in onnxruntime (:mod:`audiovec.onnx_runtime`)."""
         from audiovec.build.pretrained import is_builtin, load_builtin
+        from audiovec.onnx_export import is_onnx_dir
+
+        if backend not in (None, "torch", "onnx"):
+            raise ConfigError(f"unknown backend {backend!r}; choose 'torch' or 'onnx'")
+        if backend == "onnx" or (backend is None and is_onnx_dir(path)):
+            from audiovec.onnx_runtime import load_onnx
+
+            return load_onnx(path, device, dtype)  # type: ignore[return-value]  # same encode API
 
         if is_builtin(path):
             model = load_builtin(str(path), device)

@@ -357,8 +357,8 @@ def index_files(
         AudioIndex,
         IndexReport,
         IndexStoreError,
-        model_ref,
         collect_audio_files,
+        model_ref,
     )
     from audiovec.evaluation.evaluate import model_fingerprint
     from audiovec.model import AudioTextEmbedder

@@ -27,7 +27,8 @@ def private_uses(path: Path) -> list[str]:
                 own_package = path.name == "__init__.py" and node.module == _package(path)
                 if alias.name.startswith("_") and not alias.name.startswith("__") and not own_package:
                     found.append(f"{path.relative_to(REPO)}:{node.lineno} {node.module}.{alias.name}")
-                modules.add(alias.asname or alias.name)
+                if (alias.asname or alias.name).islower():  # a module (classes are CapWords; their
+                    modules.add(alias.asname or alias.name)  # methods are shared by subclass-like reuse)
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("audiovec") and alias.asname:

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "encode",
     "compose",
     "prune",
+    "export",
     "data",
     "train",
     "eval",
