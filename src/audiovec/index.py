@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from audiovec import ann
 from audiovec.audio import SAMPLE_RATE, iter_windows
 from audiovec.data.exclude import file_sha256
 from audiovec.discovery import find_audio_files
@@ -287,6 +288,8 @@ class AudioIndex:
             if rank == 0 and self.table_name in self._table_names():
                 self._db.drop_table(self.table_name)
                 self._table = None
+                if (hnsw := ann.sidecar(self)) is not None:
+                    hnsw.reset()  # the new table numbers its rows afresh
         new_meta = {
             "format": 1,
             "table": self.table_name,
@@ -485,7 +488,10 @@ class AudioIndex:
             dist.barrier()  # every rank returns only once the table holds all rows
 
     def ensure_ann(self, threshold: int = DEFAULT_ANN_THRESHOLD) -> bool:
-        """(Re)build the ANN index when the table has at least ``threshold`` rows; True if built."""
+        """(Re)build the ANN index when the table has at least ``threshold`` rows; True if built.
+        With an HNSW sidecar (:meth:`build_index`) that is synced instead, at any size."""
+        if (hnsw := ann.sidecar(self)) is not None:
+            return self.count() > 0 and any(hnsw.sync(self.table()))
         rows = self.count()
         if rows == 0 or rows < threshold:
             return False
@@ -498,7 +504,25 @@ class AudioIndex:
         return True
 
     def has_ann(self) -> bool:
+        if ann.exists(self.dir):
+            return True
         return self.count() > 0 and any("vector" in i.columns for i in self.table().list_indices())
+
+    def build_index(self, kind: str = "hnsw", **options: Any) -> None:
+        """Build an HNSW graph (usearch, :mod:`audiovec.ann`) beside the table; from then on ``add`` keeps
+        it in sync and ``search`` uses it. ``options``: ``dtype`` ("i8", "f16", "f32"), ``connectivity``,
+        ``expansion_add``, ``ef``, ``threads``. ``kind="lancedb"`` drops it and rebuilds LanceDB's own."""
+        if kind == "lancedb":
+            ann.drop(self.dir)
+            self.__dict__.pop("_hnsw", None)
+            self.ensure_ann(0)
+            return
+        if kind != "hnsw":
+            raise ConfigError(f"index kind must be 'hnsw' or 'lancedb', got {kind!r}")
+        if self.count() == 0:
+            raise IndexStoreError(f"{self.dir}: the index is empty; add audio before building its ANN index")
+        dim = self.table().schema.field("vector").type.list_size
+        self.__dict__["_hnsw"] = ann.HnswSidecar.build(self.table(), self.dir, dim, **options)
 
     # ------------------------------------------------------------------ querying
     def search(
@@ -521,6 +545,10 @@ class AudioIndex:
         dim = self.meta().get("dim")
         if dim is not None and query.shape[0] != dim:
             raise IndexStoreError(f"{self.dir}: query has {query.shape[0]} dimensions, the index {dim}")
+        if (hnsw := ann.sidecar(self)) is not None:
+            hnsw.sync(self.table())  # a no-op unless another writer moved the table on
+            rows = hnsw.search(self.table(), query, k, ["path", "start", "end", "window"], ef=ef)
+            return [Hit(r["path"], r["start"], r["end"], r["score"], r["window"]) for r in rows]
         builder = self.table().search(query).distance_type("cosine").limit(k)
         if self.has_ann():
             partitions = ann_partitions(self.count())  # as ensure_ann built it
