@@ -106,6 +106,7 @@ def test_stays_in_sync_after_add_and_delete(planted) -> None:
     assert ann.HnswSidecar(index.dir).settings["rows"] == len(x) + 4
 
 
+@pytest.mark.slow
 def test_add_with_a_model_keeps_the_graph_in_sync(tmp_path: Path, tiny_model_dir: Path, fsdd_clips) -> None:
     model = AudioTextEmbedder.from_pretrained(tiny_model_dir)
     index = AudioIndex(tmp_path / "db")

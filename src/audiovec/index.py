@@ -16,6 +16,8 @@ Indexing is incremental and crash-safe:
 * unreadable files (also those failing mid-stream) are reported and skipped, never abort the run.
 
 Past ``ann_threshold`` rows an IVF-HNSW-SQ index (cosine) is built; below it search is exact.
+``build_index("hnsw")`` puts a usearch HNSW graph beside the table instead (:mod:`audiovec.ann`; faster at 1M
+rows), kept in sync by ``add`` and used by ``search``.
 Under ``torchrun`` each rank embeds ``files[rank::world]`` into a shard file and rank 0 commits them.
 """
 
