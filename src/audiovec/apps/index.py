@@ -16,6 +16,8 @@ Indexing is incremental and crash-safe:
 * unreadable files (also those failing mid-stream) are reported and skipped, never abort the run.
 
 Past ``ann_threshold`` rows an IVF-HNSW-SQ index (cosine) is built; below it search is exact.
+``build_index("hnsw")`` puts a usearch HNSW graph beside the table instead (:mod:`audiovec.ann`; faster at 1M
+rows), kept in sync by ``add`` and used by ``search``.
 Under ``torchrun`` each rank embeds ``files[rank::world]`` into a shard file and rank 0 commits them.
 """
 
@@ -31,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from audiovec import ann
 from audiovec.audio import SAMPLE_RATE, iter_windows
 from audiovec.data.exclude import file_sha256
 from audiovec.dims import check_truncate_dim, truncate_embeddings
@@ -279,6 +282,8 @@ class AudioIndex:
             if rank == 0 and self.table_name in self._table_names():
                 self._db.drop_table(self.table_name)
                 self._table = None
+                if (hnsw := ann.sidecar(self)) is not None:
+                    hnsw.reset()  # the new table numbers its rows afresh
         new_meta = {
             "format": 1,
             "table": self.table_name,
@@ -468,7 +473,10 @@ class AudioIndex:
             dist.barrier()  # every rank returns only once the table holds all rows
 
     def ensure_ann(self, threshold: int = DEFAULT_ANN_THRESHOLD) -> bool:
-        """(Re)build the ANN index when the table has at least ``threshold`` rows; True if built."""
+        """(Re)build the ANN index when the table has at least ``threshold`` rows; True if built.
+        With an HNSW sidecar (:meth:`build_index`) that is synced instead, at any size."""
+        if (hnsw := ann.sidecar(self)) is not None:
+            return self.count() > 0 and any(hnsw.sync(self.table()))
         rows = self.count()
         if rows == 0 or rows < threshold:
             return False
@@ -481,7 +489,25 @@ class AudioIndex:
         return True
 
     def has_ann(self) -> bool:
+        if ann.exists(self.dir):
+            return True
         return self.count() > 0 and any("vector" in i.columns for i in self.table().list_indices())
+
+    def build_index(self, kind: str = "hnsw", **options: Any) -> None:
+        """Build an HNSW graph (usearch, :mod:`audiovec.ann`) beside the table; from then on ``add`` keeps
+        it in sync and ``search`` uses it. ``options``: ``dtype`` ("i8", "f16", "f32"), ``connectivity``,
+        ``expansion_add``, ``ef``, ``threads``. ``kind="lancedb"`` drops it and rebuilds LanceDB's own."""
+        if kind == "lancedb":
+            ann.drop(self.dir)
+            self.__dict__.pop("_hnsw", None)
+            self.ensure_ann(0)
+            return
+        if kind != "hnsw":
+            raise ConfigError(f"index kind must be 'hnsw' or 'lancedb', got {kind!r}")
+        if self.count() == 0:
+            raise IndexStoreError(f"{self.dir}: the index is empty; add audio before building its ANN index")
+        dim = self.table().schema.field("vector").type.list_size
+        self.__dict__["_hnsw"] = ann.HnswSidecar.build(self.table(), self.dir, dim, **options)
 
     # ------------------------------------------------------------------ querying
     def search(
@@ -517,6 +543,10 @@ class AudioIndex:
             )
         if meta.get("precision", "float32") != "float32":
             return self._search_quantized(query, k, meta["precision"], rescore_multiplier)
+        if (hnsw := ann.sidecar(self)) is not None:
+            hnsw.sync(self.table())  # a no-op unless another writer moved the table on
+            rows = hnsw.search(self.table(), query, k, ["path", "start", "end", "window"], ef=ef)
+            return [Hit(r["path"], r["start"], r["end"], r["score"], r["window"]) for r in rows]
         builder = self.table().search(query).distance_type("cosine").limit(k)
         if self.has_ann():
             partitions = ann_partitions(self.count())  # as ensure_ann built it
