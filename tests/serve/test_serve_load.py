@@ -26,7 +26,7 @@ from audiovec.model import AudioTextEmbedder
 from audiovec.serve import ServiceLimits, create_app
 
 KEY = "load-key"
-DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability-service.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability-service.md"
 
 
 def payloads() -> list[dict]:
@@ -169,7 +169,7 @@ def test_32_clients_against_the_real_server_process(tiny_model_dir, tmp_path):
     doc = DOC if os.environ.get("AUDIOVEC_RECORD") == "1" else Path(tempfile.gettempdir()) / DOC.name
     doc.write_text(
         "# Service under load\n\n"
-        "Measured by `tests/test_serve_load.py::test_32_clients_against_the_real_server_process` (slow-marked):\n"
+        "Measured by `tests/serve/test_serve_load.py::test_32_clients_against_the_real_server_process` (slow-marked):\n"
         "the real `audiovec serve` process (tiny Qwen3-Omni-tower + Qwen2 model from `audiovec.tiny`, CPU),\n"
         f"{clients} concurrent loopback clients for {seconds:g} s, alternating real FSDD clips (base64 WAV, one\n"
         "per request) and text requests (one string, or three with `encoding_format=base64`). Default limits;\n"
@@ -185,5 +185,5 @@ def test_32_clients_against_the_real_server_process(tiny_model_dir, tmp_path):
         f"| machine | {platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, no GPU |\n\n"
         "Latency is client-side wall time per request and includes queueing behind the other 31 clients;\n"
         "on a shared 2-core machine it measures contention as much as the model. Re-run with\n"
-        "`pytest -m slow tests/test_serve_load.py` (`AUDIOVEC_LOAD_SECONDS` changes the duration).\n"
+        "`pytest -m slow tests/serve/test_serve_load.py` (`AUDIOVEC_LOAD_SECONDS` changes the duration).\n"
     )

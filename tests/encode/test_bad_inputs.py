@@ -18,7 +18,7 @@ from audiovec.errors import AudioDecodeError
 from audiovec.tiny import tiny_embedder
 from helpers.badaudio import CLEAN_NAME, BadInput, is_privileged, make_corpus, restore_permissions
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLI = "import sys; from audiovec.cli import main; sys.exit(main())"
 
 

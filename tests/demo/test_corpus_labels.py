@@ -16,7 +16,7 @@ from audiovec.demo.corpus.captions import SAYS_HELDOUT, SAYS_TRAIN, heldout_capt
 from audiovec.demo.corpus.labels import available_tables, load_table, parse_table, vocabulary
 from audiovec.errors import DataError
 
-LISTING = Path(__file__).parent / "data" / "debian_sound_files.tsv.gz"
+LISTING = Path(__file__).parents[1] / "data" / "debian_sound_files.tsv.gz"
 
 
 def _files() -> dict[str, list[str]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "configs" / "tiny" / "m1.yaml"
 ARGS = [
     "--steps", "30", "--batch_size", "8", "--chunk_size", "4", "--checkpoint_every", "4", "--keep_last", "2",

@@ -30,7 +30,7 @@ QUERIES = {
     "rain": "rain falling",
     "bell": "a bell ringing",
 }
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 @pytest.fixture(scope="module")

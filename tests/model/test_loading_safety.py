@@ -23,7 +23,7 @@ from audiovec.errors import CheckpointError, UnsafeCheckpointError
 from audiovec.model import AudioTextEmbedder
 from audiovec.tiny import save_tiny_embedder
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "audiovec"
+SRC = Path(__file__).resolve().parents[2] / "src" / "audiovec"
 AUTO_CLASSES = {"AutoTokenizer", "AutoModel", "AutoConfig", "AutoProcessor", "AutoFeatureExtractor"}
 
 

@@ -22,7 +22,7 @@ from audiovec.train.config import load_recipe
 from audiovec.train.loss import ContrastiveLoss, label_keys, text_keys
 from audiovec.train.matryoshka import MatryoshkaContrastiveLoss, make_loss, parse_dims, resolve_dims
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def unit(x: torch.Tensor) -> torch.Tensor:
@@ -202,8 +202,9 @@ def test_request_dimensions_any_size_in_range(model: AudioTextEmbedder) -> None:
 
 # ------------------------------------------------------------------------------------------------ the service
 def test_service_dimensions_field_over_a_real_socket(model: AudioTextEmbedder) -> None:
-    from audiovec.serve import ServiceLimits, create_app
     from test_serve import running
+
+    from audiovec.serve import ServiceLimits, create_app
 
     full = model.embedding_dim
     texts = ["a dog barks", "rain on a window"]

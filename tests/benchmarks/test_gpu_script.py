@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 from _gpu import datasheet_peak_tflops, measure_matmul_tflops, mfu  # noqa: E402

@@ -14,7 +14,7 @@ from audiovec.train.config import load_recipe
 from audiovec.train.data import collate_pairs
 from audiovec.train.trainer import Trainer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 ROWS = [
     {"anchor": "a dog barks", "positive": "barking", "negative": "a cat purrs"},

@@ -16,7 +16,7 @@ from helpers.badaudio import make_corpus, restore_permissions
 
 pytest.importorskip("atheris")
 
-TARGET = Path(__file__).resolve().parents[1] / "fuzz" / "fuzz_decode.py"
+TARGET = Path(__file__).resolve().parents[2] / "fuzz" / "fuzz_decode.py"
 MAX_LEN = 65536
 
 

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from audiovec.tiny import tiny_embedder
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "configs" / "tiny" / "full.yaml"
 COMMON = [
     "--steps", "2", "--batch_size", "8", "--checkpoint_every", "1", "--keep_last", "5",

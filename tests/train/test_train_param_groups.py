@@ -16,7 +16,7 @@ from audiovec.train.config import load_recipe
 from audiovec.train.optim import lr_lambda, make_optimizer, make_scheduler
 from audiovec.train.trainer import Trainer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "tiny"
 
 

@@ -23,7 +23,7 @@ from audiovec.evaluation.mteb import (  # noqa: E402
     run_mteb,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_retrieval_task_names_and_main_scores_are_the_installed_mteb_ones() -> None:

@@ -11,7 +11,7 @@ import pytest
 from audiovec.errors import ConfigError
 from audiovec.train.config import load_recipe, parse_overrides
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = sorted((REPO / "configs" / "tiny").glob("*.yaml"))
 FULL = sorted((REPO / "configs").glob("*.yaml"))
 

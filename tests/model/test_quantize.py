@@ -228,7 +228,7 @@ def test_bench_quantize_quick_writes_ratios(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    bench = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_quantize.py"
+    bench = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_quantize.py"
     out = tmp_path / "quantize.json"
     proc = subprocess.run(
         [sys.executable, str(bench), "--quick", "--out", str(out)],

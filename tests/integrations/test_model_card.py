@@ -15,7 +15,7 @@ from audiovec.errors import CheckpointError
 from audiovec.hub import upload_plan
 from audiovec.model import AudioTextEmbedder
 from audiovec.model_card import card_results, read_card_metadata
-from hub_server import local_hub
+from helpers.hub_server import local_hub
 
 
 def _files(folder: Path) -> dict[str, bytes]:
