@@ -40,3 +40,8 @@ def find_audio_files(
         else:
             found.append(path)
     return list(dict.fromkeys(found))
+
+
+def collect_audio_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Named files as given (bad ones are reported later) plus audio files under named folders, absolute."""
+    return list(dict.fromkeys(Path(os.path.abspath(p)) for p in find_audio_files(paths)))

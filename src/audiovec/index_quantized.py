@@ -188,3 +188,25 @@ def set_precision(index: Any, precision: str) -> None:
     meta = index.meta()
     index._write_meta({**meta, "precision": check_index_precision(precision)})
     index._quantized = None
+
+
+def search_quantized(
+    index: Any, query: np.ndarray, k: int, precision: str, multiplier: int | None
+) -> list[dict]:
+    """The top ``k`` rows of ``index`` for ``query``: ``k * multiplier`` candidates from the quantised copy
+    (loaded, or rebuilt when the table moved on), re-scored with their float vectors."""
+    multiplier = DEFAULT_RESCORE_MULTIPLIER if multiplier is None else int(multiplier)
+    if multiplier < 1:
+        raise ValueError(f"rescore_multiplier must be >= 1, got {multiplier}")
+    table = index.table()
+    version = int(table.version)
+    q = getattr(index, "_quantized", None)
+    if q is None or q.precision != precision or q.version != version:
+        q = QuantizedVectors.load(folder_of(index.dir), precision, version)
+        if q is None:
+            q = QuantizedVectors.build(table, precision)
+            q.save(folder_of(index.dir), version)
+        q.version = version
+        index._quantized = q  # kept on the index object: the next search at this version reuses it
+    ids = q.row_ids[q.candidates(query, k * multiplier)]
+    return rescore(table, query, ids, k)

@@ -392,9 +392,9 @@ def index_files(
             "window_seconds": window_s,
         }
     )
-    state = index._stored_state()
+    state = index.stored_state()
     report = IndexReport()
-    todo = index._plan(collect_audio_files(paths), state, fingerprint, window_s, report)
+    todo = index.plan(collect_audio_files(paths), state, fingerprint, window_s, report)
     if todo:
         ds = _paths_dataset(ray, [{"path": key, "hash": digest} for key, digest in todo], config)
         schema = index._schema(dim)

@@ -52,24 +52,13 @@ def check_search(data: dict, methods: set[str]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(900)
 def test_search_1m_reduced_every_method(tmp_path: Path) -> None:
     pytest.importorskip("faiss")
     pytest.importorskip("usearch")
     data = run("search_1m.py", tmp_path)  # --quick: 5,000 rows, 20 queries
     assert data["config"]["rows"] == 5000 and data["config"]["clusters"] == 20
     check_search(data, ALL)
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(1500)
-def test_search_1m_reduced_20k_graphs(tmp_path: Path) -> None:
-    pytest.importorskip("faiss")
-    pytest.importorskip("usearch")
-    methods = {"exact", *GRAPHS, "lancedb_ivf_hnsw_sq"}
-    data = run("search_1m.py", tmp_path, "--rows", "20000", "--queries", "20", "--methods", ",".join(methods))
-    assert data["config"]["rows"] == 20000 and data["config"]["clusters"] == 80
-    check_search(data, methods)
 
 
 @pytest.mark.slow

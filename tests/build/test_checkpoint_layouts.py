@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from audiovec.build.compose import compose
-from audiovec.build.sources import CheckpointReader
+from audiovec.build.reader import CheckpointReader
 from audiovec.errors import CheckpointError
 from helpers.checkpoints import (
     dump_state_dict,

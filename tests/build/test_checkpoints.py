@@ -8,8 +8,8 @@ import shutil
 import pytest
 import torch
 
+from audiovec.build.reader import CheckpointReader
 from audiovec.build.sources import (
-    CheckpointReader,
     detect_audio,
     detect_llm,
     public_config_dir,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from audiovec.build.compose import REPORT_NAME, compose
-from audiovec.build.sources import CheckpointReader
+from audiovec.build.reader import CheckpointReader
 from audiovec.cli import main
 from audiovec.errors import CheckpointError, ConfigError
 from audiovec.model import AudioTextEmbedder

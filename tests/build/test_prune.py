@@ -117,7 +117,7 @@ def test_prune_refuses_a_non_audiovec_folder(tmp_path):
 
 
 def test_pruned_weights_are_renumbered(tmp_path):
-    from audiovec.build.sources import CheckpointReader
+    from audiovec.build.reader import CheckpointReader
 
     src = save_tiny_embedder(tmp_path / "src")
     prune(src, tmp_path / "out", [1], strategy="custom")

@@ -6,20 +6,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from audiovec.model import _segment_means
+from audiovec.projector import segment_means
 from audiovec.tiny import tiny_embedder
 
 
 def test_segment_means_by_hand() -> None:
     tokens = torch.arange(2 * 7 * 2, dtype=torch.float32).reshape(2, 7, 2)
     mask = torch.tensor([[True] * 7, [True] * 3 + [False] * 4])
-    out, out_mask = _segment_means(tokens, mask, 3)
+    out, out_mask = segment_means(tokens, mask, 3)
     # row 0: 7 tokens -> segments floor(p*3/7): [0,1,2], [3,4], [5,6]
     expected0 = torch.stack([tokens[0, 0:3].mean(0), tokens[0, 3:5].mean(0), tokens[0, 5:7].mean(0)])
     torch.testing.assert_close(out[0], expected0)
     torch.testing.assert_close(out[1], tokens[1, :3])  # 3 valid tokens <= 3: kept as they are
     assert out_mask.tolist() == [[True, True, True], [True, True, True]]
-    out, out_mask = _segment_means(tokens, torch.tensor([[True] * 7, [True] * 2 + [False] * 5]), 3)
+    out, out_mask = segment_means(tokens, torch.tensor([[True] * 7, [True] * 2 + [False] * 5]), 3)
     assert out_mask[1].tolist() == [True, True, False]
 
 

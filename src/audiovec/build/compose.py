@@ -32,14 +32,8 @@ from torch import nn
 
 from audiovec.build.ct2_whisper import load_ct2_whisper_encoder
 from audiovec.build.prune import layer_prefix, pruned_config, renumber, select_layers
-from audiovec.build.sources import (
-    CheckpointReader,
-    Component,
-    copy_tokenizer_files,
-    detect_audio,
-    detect_llm,
-    pick_prefix,
-)
+from audiovec.build.reader import CheckpointReader, copy_tokenizer_files, pick_prefix
+from audiovec.build.sources import Component, detect_audio, detect_llm
 from audiovec.errors import CheckpointError, ConfigError
 from audiovec.model import AudioTextEmbedder, build_backbone, load_tokenizer, no_init
 from audiovec.serialization import atomic_directory

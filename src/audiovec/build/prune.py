@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audiovec.build.sources import CheckpointReader, read_config
+from audiovec.build.reader import CheckpointReader
+from audiovec.build.sources import read_config
 from audiovec.errors import CheckpointError, ConfigError
 from audiovec.serialization import SAFE_INDEX, SAFE_WEIGHTS, atomic_directory, save_state_dict
 

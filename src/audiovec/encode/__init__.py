@@ -37,7 +37,7 @@ from audiovec.encode.blocks import (
     encode_sources,
     gather_shards,
 )
-from audiovec.encode.stream import encode_stream, read_ahead
+from audiovec.encode.stream import embed_source, encode_stream, read_ahead
 from audiovec.encode.windows import (
     BATCH_WINDOW_SECONDS,
     MAX_WINDOW_SECONDS,
@@ -57,6 +57,7 @@ from audiovec.encode.windows import (
 )
 
 __all__ = [
+    "embed_source",
     "BATCH_WINDOW_SECONDS",
     "BLOCK_SECONDS",
     "MAX_WINDOW_SECONDS",

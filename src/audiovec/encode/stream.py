@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -80,3 +80,12 @@ __all__ = [
     "encode_stream",
     "read_ahead",
 ]
+
+
+def embed_source(
+    model: Any, source: Any, window_seconds: float | None = None, batch_size: int = 16
+) -> np.ndarray:
+    """A whole clip → one vector, streamed ``batch_size`` windows at a time: memory is bounded by the
+    batch, not the file (:meth:`~audiovec.model.AudioTextEmbedder.encode_audio_stream`; the same vector as
+    ``encode_audio`` and as :func:`pool_windows` over every window)."""
+    return model.encode_audio_stream(source, batch_size=batch_size, window_seconds=window_seconds)

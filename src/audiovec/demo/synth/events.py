@@ -7,68 +7,42 @@ quieter). The recipes are simple physical caricatures: swept tones, filtered noi
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import numpy as np
 from scipy import signal
 
 from audiovec.demo.synth.common import SAMPLE_RATE, Clip, fit_length, normalize, seconds
+from audiovec.demo.synth.dsp import (
+    band as _band,
+)
+from audiovec.demo.synth.dsp import (
+    burst as _burst,
+)
+from audiovec.demo.synth.dsp import (
+    decay as _decay,
+)
+from audiovec.demo.synth.dsp import (
+    gates as _gates,
+)
+from audiovec.demo.synth.dsp import (
+    low as _low,
+)
+from audiovec.demo.synth.dsp import (
+    moving_band as _moving_band,
+)
+from audiovec.demo.synth.dsp import (
+    place as _place,
+)
+from audiovec.demo.synth.dsp import (  # noqa: F401
+    time_axis as _t,
+)
+from audiovec.demo.synth.dsp import (
+    tone as _tone,
+)
 
 SR = SAMPLE_RATE
 Gen = Callable[[np.random.Generator, str, float], np.ndarray]
-
-
-def _t(duration: float) -> np.ndarray:
-    return np.arange(seconds(duration)) / SR
-
-
-def _tone(freq: np.ndarray | float, duration: float, harmonics: tuple[float, ...] = (1.0,)) -> np.ndarray:
-    """A (possibly swept) tone: ``freq`` is a scalar or a per-sample frequency track in Hz."""
-    n = seconds(duration)
-    track = np.broadcast_to(np.asarray(freq, dtype=np.float64), (n,))
-    phase = 2 * np.pi * np.cumsum(track) / SR
-    return sum(a * np.sin((h + 1) * phase) for h, a in enumerate(harmonics))
-
-
-@functools.lru_cache(maxsize=256)
-def _sos(lo: float, hi: float, order: int) -> np.ndarray:
-    if lo <= 0:
-        return signal.butter(order, hi, fs=SR, output="sos")
-    return signal.butter(order, [lo, min(hi, SR / 2 - 100)], btype="bandpass", fs=SR, output="sos")
-
-
-def _band(noise: np.ndarray, lo: float, hi: float, order: int = 2) -> np.ndarray:
-    return signal.sosfilt(_sos(float(lo), float(hi), order), noise)
-
-
-def _low(x: np.ndarray, cutoff: float, order: int = 2) -> np.ndarray:
-    return signal.sosfilt(_sos(0.0, float(cutoff), order), x)
-
-
-def _place(out: np.ndarray, sound: np.ndarray, at: float, gain: float = 1.0) -> None:
-    s = seconds(at)
-    if s >= len(out):
-        return
-    n = min(len(sound), len(out) - s)
-    out[s : s + n] += gain * sound[:n]
-
-
-def _decay(freq: float, dur: float, rate: float) -> np.ndarray:
-    t = _t(dur)
-    return np.sin(2 * np.pi * freq * t) * np.exp(-t * rate)
-
-
-def _burst(rng: np.random.Generator, dur: float, lo: float, hi: float, rate: float) -> np.ndarray:
-    t = _t(dur)
-    return _band(rng.standard_normal(len(t)), lo, hi) * np.exp(-t * rate)
-
-
-def _gates(duration: float, on: float, off: float, start: float = 0.0) -> np.ndarray:
-    """1 while a repeating on/off pattern is on, else 0 (with 5 ms ramps)."""
-    t = _t(duration)
-    gate = (((t - start) % (on + off)) < on) & (t >= start)
-    return np.convolve(gate.astype(float), np.ones(80) / 80, mode="same")
 
 
 # --- generators: (rng, variant, duration) -> waveform ---------------------------------------------------
@@ -136,15 +110,6 @@ def engine(rng, variant, d):
     body = _tone(f, d, (1.0, 0.7, 0.5, 0.35, 0.25, 0.15))
     rumble = _low(rng.standard_normal(len(t)), 400) * (1 + 0.8 * np.sin(2 * np.pi * np.cumsum(f) / SR))
     return body + 0.8 * rumble / (np.std(rumble) + 1e-9) * np.std(body)
-
-
-def _moving_band(rng, d, centre, width, smooth=0.6):
-    """Noise whose spectral peak follows ``centre`` (Hz per STFT frame)."""
-    n = seconds(d)
-    f, _, z = signal.stft(rng.standard_normal(n), fs=SR, nperseg=512)
-    c = np.interp(np.linspace(0, 1, z.shape[1]), np.linspace(0, 1, len(centre)), centre)
-    z *= np.exp(-0.5 * ((f[:, None] - c[None, :]) / width) ** 2) + 0.02 * smooth
-    return signal.istft(z, fs=SR, nperseg=512)[1][:n]
 
 
 def wind(rng, variant, d):

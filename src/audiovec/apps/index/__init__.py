@@ -1,24 +1,11 @@
-"""A searchable audio collection in LanceDB: one row per window of every file.
+"""A searchable audio collection in LanceDB: one row per window of every file (``path``, ``start``/``end``,
+``window``, ``n_windows``, ``hash`` of the bytes, ``model`` fingerprint, ``vector``).
 
-Rows carry ``path``, ``start``/``end`` (seconds), ``window`` (its number), ``n_windows`` (how many the
-file has), ``hash`` (sha256 of the file's bytes), ``model`` (fingerprint of the embedder) and ``vector``.
-
-Indexing is incremental and crash-safe:
-
-* a file whose complete set of rows (same hash, model and window length) is already stored is skipped;
-* a changed file gets new rows and then its old rows are deleted;
-* files are streamed: :func:`~audiovec.audio.iter_windows` decodes a file block by block and its windows
-  are embedded ``batch_size`` at a time as they arrive, so the audio held is one batch of windows, never
-  the file; what a file keeps until it is complete is one float32 vector per window;
-* a file's rows are written only once all its windows are embedded, and all rows of a batch of files go
-  to LanceDB in **one** ``add``, which is one atomic commit, so a kill or a file failing mid-stream
-  leaves each file either fully written or absent; ``n_windows`` lets a restart verify completeness;
-* unreadable files (also those failing mid-stream) are reported and skipped, never abort the run.
-
-Past ``ann_threshold`` rows an IVF-HNSW-SQ index (cosine) is built; below it search is exact.
-``build_index("hnsw")`` puts a usearch HNSW graph beside the table instead (:mod:`audiovec.ann`; faster at 1M
-rows), kept in sync by ``add`` and used by ``search``.
-Under ``torchrun`` each rank embeds ``files[rank::world]`` into a shard file and rank 0 commits them.
+Incremental and crash-safe: unchanged files are skipped, changed ones replaced; files are streamed window
+batch by window batch; a batch of files is one atomic ``add``, so a kill leaves each file whole or absent;
+bad files are reported and skipped (the rules: docs/reliability.md). Past ``ann_threshold`` rows an
+IVF-HNSW-SQ index is built; ``build_index("hnsw")`` keeps a usearch graph beside the table instead
+(:mod:`audiovec.ann`). Under ``torchrun`` each rank writes a shard and rank 0 commits (:mod:`.shards`).
 """
 
 from __future__ import annotations
@@ -27,104 +14,42 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from audiovec import ann
+from audiovec.apps.index.meta import IndexStoreError, index_dim, load_index_model, model_ref
+from audiovec.apps.index.params import (
+    DEFAULT_ANN_THRESHOLD,
+    REFINE_FACTOR,
+    ann_partitions,
+    default_ef,
+    default_nprobes,
+)
+from audiovec.apps.index.results import Hit, IndexReport
+from audiovec.apps.index.shards import COMMIT_ROWS, ShardWriter, merge_shards, plan_sharded
 from audiovec.audio import SAMPLE_RATE, iter_windows
 from audiovec.data.exclude import file_sha256
-from audiovec.dims import check_truncate_dim, truncate_embeddings
-from audiovec.discovery import find_audio_files
-from audiovec.encode import WindowGroups, embed_windows, pool_windows
-from audiovec.errors import AudioDecodeError, AudiovecError, ConfigError
+from audiovec.dims import truncate_embeddings
+from audiovec.discovery import collect_audio_files
+from audiovec.dist import world as group_world
+from audiovec.encode import WindowGroups, embed_source, embed_windows, pool_windows
+from audiovec.errors import AudioDecodeError, ConfigError
 from audiovec.evaluation.evaluate import model_fingerprint
-from audiovec.index_quantized import check_index_precision
+from audiovec.index_quantized import check_index_precision, search_quantized
 
 log = logging.getLogger(__name__)
 
 META_NAME = "audiovec-index.json"
 TABLE_NAME = "windows"
-DEFAULT_ANN_THRESHOLD = 50_000
-COMMIT_ROWS = 8192  # a batch of files is committed early once its finished files hold this many rows
-
-
-class IndexStoreError(AudiovecError):
-    """The index folder is missing, malformed, or was built by another model."""
 
 
 # --------------------------------------------------------------------------------------- small helpers
 
 
-def collect_audio_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Named files as given (bad ones are reported later) plus audio files under named folders, absolute."""
-    return list(dict.fromkeys(Path(os.path.abspath(p)) for p in find_audio_files(paths)))
-
-
-def ann_partitions(rows: int) -> int:
-    """IVF partitions of the ANN index over ``rows`` vectors: about 4096 rows each, at most 256."""
-    return max(1, min(256, rows // 4096))
-
-
-REFINE_FACTOR = 10  # ANN candidates re-ranked exactly per result asked for
-
-
-def default_ef(k: int) -> int:
-    """HNSW candidates per probed partition when not told: 300, or twice what the re-ranking needs.
-
-    LanceDB's own default (1.5 x the candidates) left recall at 0.80–0.83 even with every partition probed
-    (20k random 896-d vectors); 300 gave 0.955 for ~10% more latency (docs/benchmarks.md, search).
-    """
-    return max(300, 2 * k * REFINE_FACTOR)
-
-
-def default_nprobes(partitions: int) -> int:
-    """Partitions a search probes when not told: an eighth of them, at least 20 (all, on small tables)."""
-    return max(20, partitions // 8)
-
-
 # --------------------------------------------------------------------------------------- results
-
-
-@dataclass
-class Hit:
-    """One search result: a window of a file and its cosine similarity to the query."""
-
-    path: str
-    start: float
-    end: float
-    score: float
-    window: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "start": round(self.start, 3),
-            "end": round(self.end, 3),
-            "score": self.score,
-            "window": self.window,
-        }
-
-
-@dataclass
-class IndexReport:
-    """What one indexing run did."""
-
-    added: list[str] = field(default_factory=list)
-    replaced: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    rows_added: int = 0
-    ann_built: bool = False
-
-    def summary(self) -> str:
-        text = (
-            f"{len(self.added)} added, {len(self.replaced)} re-indexed, {len(self.skipped)} unchanged, "
-            f"{len(self.failed)} failed, {self.rows_added} windows written"
-        )
-        return text + (" (ANN index rebuilt)" if self.ann_built else "")
 
 
 # --------------------------------------------------------------------------------------- the store
@@ -221,7 +146,7 @@ class AudioIndex:
         """The chosen columns of every row, as a pyarrow table."""
         return self.table().search().select(list(columns)).limit(None).to_arrow()
 
-    def _stored_state(self) -> dict[str, dict[tuple[str, str, float], set[int]]]:
+    def stored_state(self) -> dict[str, dict[tuple[str, str, float], set[int]]]:
         """path → (hash, model, window_s) → window numbers stored (plus the expected count, via n_windows)."""
         state: dict[str, dict[tuple[str, str, float], set[int]]] = {}
         self._expected: dict[tuple[str, str, str, float], int] = {}
@@ -265,7 +190,7 @@ class AudioIndex:
         An index built by another model is refused unless ``rebuild`` (which empties it first).
         """
         if rank is None or world is None:
-            rank, world = _dist_world()
+            rank, world = group_world()
         fingerprint = model_fingerprint(model)
         window_s = float(window_seconds or model.config.window_seconds)
         files = collect_audio_files(paths)
@@ -297,14 +222,14 @@ class AudioIndex:
         }
         if rank == 0:
             self._write_meta(new_meta)  # before any row, so a killed run still names its model
-        state = self._stored_state() if rank == 0 or world == 1 else {}
+        state = self.stored_state() if rank == 0 or world == 1 else {}
         report = IndexReport()
         todo: list[tuple[str, str]] = []
         if world == 1:
-            todo = self._plan(files, state, fingerprint, window_s, report)
+            todo = self.plan(files, state, fingerprint, window_s, report)
         else:
-            todo = self._plan_sharded(files, fingerprint, window_s, report, rank, world)
-        shard = _ShardWriter(self.dir, rank, world, self._schema(dim)) if world > 1 else None
+            todo = plan_sharded(self, files, fingerprint, window_s, report, rank, world)
+        shard = ShardWriter(self.dir, rank, world, self._schema(dim)) if world > 1 else None
         for start in range(0, len(todo), max(1, batch_files)):
             pending: list[tuple[str, str, Any]] = []  # (path, hash, rows) of finished files
             for key, digest in todo[start : start + batch_files]:
@@ -323,14 +248,14 @@ class AudioIndex:
                 if on_commit is not None:
                     on_commit(report)
         if shard is not None:
-            self._merge_shards(shard, state, report, dim, window_s, fingerprint)
+            merge_shards(self, shard, state, report, dim, window_s, fingerprint)
             if rank != 0:
                 return report
         if report.rows_added or not self.has_ann():
             report.ann_built = self.ensure_ann(ann_threshold)
         return report
 
-    def _plan(self, files, state, fingerprint, window_s, report) -> list[tuple[str, str]]:
+    def plan(self, files, state, fingerprint, window_s, report) -> list[tuple[str, str]]:
         todo = []
         for path in files:
             key = str(path)
@@ -355,20 +280,6 @@ class AudioIndex:
                 self.table().delete(f"path = {_sql(key)} AND {_key_sql(current)}")
             todo.append((key, digest))
         return todo
-
-    def _plan_sharded(self, files, fingerprint, window_s, report, rank, world) -> list[tuple[str, str]]:
-        import torch.distributed as dist
-
-        state = self._stored_state() if rank == 0 else {}
-        plan: list[Any] = [None]
-        if rank == 0:
-            plan[0] = (self._plan(files, state, fingerprint, window_s, report), report.skipped, report.failed)
-        if dist.is_available() and dist.is_initialized():
-            dist.broadcast_object_list(plan, src=0)
-        todo, skipped, failed = plan[0]
-        if rank != 0:
-            report.skipped, report.failed = list(skipped), dict(failed)
-        return todo[rank::world]
 
     def _embed_file(self, model, key, digest, window_s, fingerprint, batch_size, report) -> Any:
         """The rows of one file as a pyarrow table, or None (the reason goes to the report).
@@ -424,9 +335,9 @@ class AudioIndex:
 
             data = pa.concat_tables([rows for *_, rows in files])
             done = [(key, digest) for key, digest, _ in files]
-            self._write(data, data.num_rows, done, state, report, dim, window_s, fingerprint)
+            self.write(data, data.num_rows, done, state, report, dim, window_s, fingerprint)
 
-    def _write(self, data, n_rows, done, state, report, dim, window_s, fingerprint) -> None:
+    def write(self, data, n_rows, done, state, report, dim, window_s, fingerprint) -> None:
         """``data`` (a table or a record batch reader) in one ``add``; then ``done`` files' older rows go."""
         if n_rows:
             self.table(dim).add(data)  # one atomic commit
@@ -440,37 +351,6 @@ class AudioIndex:
 
     def _delete_except(self, path: str, keep: tuple[str, str, float]) -> None:
         self.table().delete(f"path = {_sql(path)} AND NOT ({_key_sql(keep)})")
-
-    def _merge_shards(self, shard, state, report, dim, window_s, fingerprint) -> None:
-        """Each rank has written its rows to a shard file; rank 0 commits them after a barrier, streamed
-        shard by shard into one ``add`` (one atomic commit)."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-        import torch.distributed as dist
-
-        shard.close()
-        gathered: list[Any] = [None] * shard.world
-        if dist.is_available() and dist.is_initialized():
-            dist.all_gather_object(gathered, (report.failed, shard.rank))
-            dist.barrier()
-        if shard.rank == 0:
-            for failed, _ in filter(None, gathered):
-                report.failed.update(failed)
-            files = [shard.path_of(r) for r in range(shard.world)]
-            n_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-            keys = pa.concat_tables([pq.read_table(f, columns=["path", "hash"]) for f in files]).to_pydict()
-            done = list(dict.fromkeys(zip(keys["path"], keys["hash"])))
-
-            def batches():
-                for f in files:
-                    yield from pq.ParquetFile(f).iter_batches(batch_size=COMMIT_ROWS)
-
-            reader = pa.RecordBatchReader.from_batches(shard.schema, batches())
-            self._write(reader, n_rows, done, state, report, dim, window_s, fingerprint)
-            for f in files:
-                f.unlink(missing_ok=True)
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()  # every rank returns only once the table holds all rows
 
     def ensure_ann(self, threshold: int = DEFAULT_ANN_THRESHOLD) -> bool:
         """(Re)build the ANN index when the table has at least ``threshold`` rows; True if built.
@@ -542,7 +422,10 @@ class AudioIndex:
                 f"{self.dir}: query has {query.shape[0]} dimensions, the index stores {dim}-d vectors{fix}"
             )
         if meta.get("precision", "float32") != "float32":
-            return self._search_quantized(query, k, meta["precision"], rescore_multiplier)
+            rows = search_quantized(self, query, k, meta["precision"], rescore_multiplier)
+            return [
+                Hit(h["path"], float(h["start"]), float(h["end"]), h["score"], int(h["window"])) for h in rows
+            ]
         if (hnsw := ann.sidecar(self)) is not None:
             hnsw.sync(self.table())  # a no-op unless another writer moved the table on
             rows = hnsw.search(self.table(), query, k, ["path", "start", "end", "window"], ef=ef)
@@ -559,30 +442,6 @@ class AudioIndex:
         return [
             Hit(h["path"], float(h["start"]), float(h["end"]), 1.0 - float(h["_distance"]), int(h["window"]))
             for h in hits
-        ]
-
-    def _search_quantized(
-        self, query: np.ndarray, k: int, precision: str, multiplier: int | None
-    ) -> list[Hit]:
-        from audiovec.index_quantized import DEFAULT_RESCORE_MULTIPLIER, QuantizedVectors, folder_of, rescore
-
-        multiplier = DEFAULT_RESCORE_MULTIPLIER if multiplier is None else int(multiplier)
-        if multiplier < 1:
-            raise ValueError(f"rescore_multiplier must be >= 1, got {multiplier}")
-        table = self.table()
-        version = int(table.version)
-        q = self._quantized
-        if q is None or q.precision != precision or q.version != version:
-            q = QuantizedVectors.load(folder_of(self.dir), precision, version)
-            if q is None:
-                q = QuantizedVectors.build(table, precision)
-                q.save(folder_of(self.dir), version)
-            q.version = version
-            self._quantized = q
-        ids = q.row_ids[q.candidates(query, k * multiplier)]
-        return [
-            Hit(h["path"], float(h["start"]), float(h["end"]), h["score"], int(h["window"]))
-            for h in rescore(table, query, ids, k)
         ]
 
     def query_vector(self, vector: np.ndarray) -> np.ndarray:
@@ -609,65 +468,6 @@ class AudioIndex:
         return self.search(self.query_vector(embed_source(model, source)), k)
 
 
-def embed_source(
-    model: Any, source: Any, window_seconds: float | None = None, batch_size: int = 16
-) -> np.ndarray:
-    """A whole clip → one vector, streamed ``batch_size`` windows at a time: memory is bounded by the
-    batch, not the file (:meth:`~audiovec.model.AudioTextEmbedder.encode_audio_stream`; the same vector as
-    ``encode_audio`` and as :func:`pool_windows` over every window)."""
-    return model.encode_audio_stream(source, batch_size=batch_size, window_seconds=window_seconds)
-
-
-class _ShardWriter:
-    """This rank's rows, appended file by file to ``DIR/.shards/rank-R-of-W.parquet`` (under a temporary
-    name until :meth:`close`), so a sharded run holds one file's rows at a time, not its whole share."""
-
-    def __init__(self, db_dir: Path, rank: int, world: int, schema: Any) -> None:
-        self.dir, self.rank, self.world, self.schema = db_dir / ".shards", rank, world, schema
-        self.dir.mkdir(exist_ok=True)
-        self._tmp = self.path_of(rank).with_suffix(".tmp")
-        self._writer: Any = None
-
-    def path_of(self, rank: int) -> Path:
-        return self.dir / f"rank-{rank:05d}-of-{self.world:05d}.parquet"
-
-    def write(self, rows: Any) -> None:
-        import pyarrow.parquet as pq
-
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self._tmp, self.schema)
-        self._writer.write_table(rows)
-
-    def close(self) -> None:
-        import pyarrow.parquet as pq
-
-        if self._writer is None:  # no rows: an empty shard still tells rank 0 this rank is done
-            pq.write_table(self.schema.empty_table(), self._tmp)
-        else:
-            self._writer.close()
-        os.replace(self._tmp, self.path_of(self.rank))
-
-
-def index_dim(meta: dict[str, Any], model: Any, dim: int | None, where: Path) -> int:
-    """The vector size an index stores: ``dim`` (a ``truncate_dim`` in 1..model size), else the size it was
-    built with, else the model's; a size other than the one already stored is refused."""
-    full = int(model.embedding_dim)
-    if meta.get("model_dim", meta.get("dim")) not in (None, full):
-        raise IndexStoreError(
-            f"{where}: built with a {meta.get('model_dim', meta.get('dim'))}-d model, this model gives "
-            f"{full}-d vectors; use a new --db folder"
-        )
-    chosen = None
-    if dim is not None:
-        chosen = check_truncate_dim(dim, full, "dim (--dim)") or full
-    stored = meta.get("dim")
-    if chosen is not None and stored not in (None, chosen):
-        raise IndexStoreError(
-            f"{where}: stores {stored}-d vectors, asked for {chosen}; use --dim {stored} or a new --db folder"
-        )
-    return int(chosen or stored or getattr(model, "truncate_dim", None) or full)
-
-
 def _sql(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -677,36 +477,14 @@ def _key_sql(key: tuple[str, str, float]) -> str:
     return f"hash = {_sql(digest)} AND model = {_sql(fingerprint)} AND window_s = {float(window_s)!r}"
 
 
-def _dist_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def model_ref(model: str | os.PathLike | None) -> str | None:
-    """How an index names its model: a built-in model by name, a folder by its absolute path."""
-    from audiovec.build.pretrained import is_builtin
-
-    if not model:
-        return None
-    return str(model) if is_builtin(model) else os.path.abspath(model)
-
-
-def load_index_model(index: AudioIndex, model_path: str | os.PathLike | None = None) -> Any:
-    """The model that built ``index`` (from the recorded folder unless ``model_path`` is given)."""
-    from audiovec.model import AudioTextEmbedder
-
-    path = model_path or index.meta().get("model_dir")
-    if not path:
-        raise ConfigError(f"{index.dir}: the index does not record its model folder; pass --model")
-    model = AudioTextEmbedder.from_pretrained(path)
-    index.check_model(model)
-    return model
-
-
 __all__ = [
+    "DEFAULT_ANN_THRESHOLD",
+    "REFINE_FACTOR",
+    "ann_partitions",
+    "default_ef",
+    "default_nprobes",
+    "index_dim",
+    "model_ref",
     "AudioIndex",
     "Hit",
     "IndexReport",
