@@ -202,9 +202,8 @@ def test_request_dimensions_any_size_in_range(model: AudioTextEmbedder) -> None:
 
 # ------------------------------------------------------------------------------------------------ the service
 def test_service_dimensions_field_over_a_real_socket(model: AudioTextEmbedder) -> None:
-    from test_serve import running
-
     from audiovec.serve import ServiceLimits, create_app
+    from helpers.servers import running
 
     full = model.embedding_dim
     texts = ["a dog barks", "rain on a window"]

@@ -18,7 +18,6 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-import uvicorn
 
 from audiovec.apps.classify import ZeroShotClassifier
 from audiovec.apps.index import AudioIndex
@@ -28,34 +27,13 @@ from audiovec.data.fsdd import bundled_files as fsdd_files
 from audiovec.errors import ConfigError
 from audiovec.model import AudioTextEmbedder
 from audiovec.serve import ServiceLimits, check_bind, create_app, uvicorn_config
+from helpers.servers import running
 
 KEY = "test-key-5f2c"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 LIMITS = ServiceLimits(
     max_body_bytes=400_000, max_audio_seconds=4.0, body_read_timeout_s=0.5, max_wait_ms=100, max_batch=64
 )
-
-
-@contextlib.contextmanager
-def running(app, limits: ServiceLimits | None = None, **config) -> Iterator[str]:
-    """A real uvicorn server on a free loopback port, in a thread, configured as ``serve`` configures it
-    (``uvicorn_config``: h11 with the request-head timeout of ``limits``); yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn_config(app, limits=limits, log_level="warning", **config))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
 
 
 @pytest.fixture(scope="module")
