@@ -3,7 +3,7 @@
 1. Parity on held-out real clips and their captions: fp32 ONNX vs PyTorch fp32 (max abs difference of the
    unit vectors) and int8 ONNX vs PyTorch fp32 (cosine per vector).
 2. Quality: hit_rate@5 (text→audio and audio→text) on the corpus's held-out real sources
-   (``/work/corpus_full/heldout.jsonl``, as ``audiovec eval`` / benchmarks/ablation_real.py score them) for
+   (``$AUDIOVEC_CORPUS/heldout.jsonl``, as ``audiovec eval`` / benchmarks/ablation_real.py score them) for
    PyTorch fp32, ONNX fp32 and ONNX int8; the int8 drop.
 3. Speed: encode throughput of the same clips (real speech, a retrieval mix of durations) with the same
    threads for PyTorch fp32 (the baseline), PyTorch bf16, ONNX fp32 and ONNX int8, interleaved rounds,
@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -35,7 +36,8 @@ from _common import (
 )
 
 MODEL = "audiovec-sounds"
-HELDOUT = Path("/work/corpus_full/heldout.jsonl")
+# a corpus built by `audiovec data sounds --out DIR` (docs/corpus.md); $AUDIOVEC_CORPUS names DIR
+HELDOUT = Path(os.environ.get("AUDIOVEC_CORPUS", "runs/corpus")) / "heldout.jsonl"
 
 
 def parse_args(argv: list[str] | None = None) -> Any:

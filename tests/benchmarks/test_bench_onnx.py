@@ -3,32 +3,22 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import os
 from pathlib import Path
 
 import pytest
 
+from helpers.bench import run_quick
+
 pytest.importorskip("onnxruntime")
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-HELDOUT = Path("/work/corpus_full/heldout.jsonl")
+# a corpus built by `audiovec data sounds --out DIR` (docs/corpus.md); $AUDIOVEC_CORPUS names DIR
+HELDOUT = Path(os.environ.get("AUDIOVEC_CORPUS", "runs/corpus")) / "heldout.jsonl"
 
 
 def run(script: str, tmp_path: Path, *args: str) -> dict:
-    out = tmp_path / f"{script}.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / script), "--quick", "--out", str(out), *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    data = json.loads(out.read_text())
-    assert data["quick"] is True and data["machine"]["cores"] >= 1
-    return data
+    return run_quick(script, tmp_path, *args, timeout=900)
 
 
 @pytest.mark.slow

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from helpers.bench import run_quick
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def run(script: str, tmp_path: Path, *args: str) -> dict:
-    out = tmp_path / f"{script}.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / script), "--quick", "--out", str(out), *args],
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    data = json.loads(out.read_text())
-    assert data["quick"] is True and data["machine"]["cpu"]
-    return data
+    return run_quick(script, tmp_path, *args, timeout=1500)
 
 
 ALL = {

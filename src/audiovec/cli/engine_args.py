@@ -53,6 +53,12 @@ def run_index(args: argparse.Namespace, model: str, paths: list[str]) -> int:
     """``index --engine ray``: the same LanceDB index, embedded by Ray actors."""
     from audiovec.ray_engine import index_files
 
+    if getattr(args, "dim", None) is not None or getattr(args, "precision", None) not in (None, "float32"):
+        print(
+            "audiovec index: --dim and --precision are not supported with --engine ray yet", file=sys.stderr
+        )
+        return 2
+
     report = index_files(
         model,
         paths,
@@ -63,10 +69,15 @@ def run_index(args: argparse.Namespace, model: str, paths: list[str]) -> int:
         ann_threshold=args.ann_threshold,
         rebuild=args.rebuild,
     )
-    if args.json:
+    return print_index_report(report, args.json)
+
+
+def print_index_report(report: object, as_json: bool) -> int:
+    """What `audiovec index` prints after a run (either engine): the summary and each failed file."""
+    if as_json:
         print(json.dumps(report.__dict__, indent=2))
-    else:
-        print(report.summary())
-        for path, reason in sorted(report.failed.items()):
-            print(f"  failed: {path}: {reason}")
+        return 0
+    print(report.summary())  # type: ignore[attr-defined]
+    for path, reason in sorted(report.failed.items()):  # type: ignore[attr-defined]
+        print(f"  failed: {path}: {reason}")
     return 0

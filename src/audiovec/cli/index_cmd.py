@@ -4,9 +4,8 @@ built-in model when no model is given)."""
 from __future__ import annotations
 
 import argparse
-import json
 
-from audiovec.cli.engine_args import add_engine_args
+from audiovec.cli.engine_args import add_engine_args, print_index_report
 from audiovec.cli.models import add_inputs_and_model, split_model
 
 DEFAULT_ANN_THRESHOLD = (
@@ -67,10 +66,4 @@ def run(args: argparse.Namespace) -> int:
         dim=args.dim,
         precision=args.precision,
     )
-    if args.json:
-        print(json.dumps(report.__dict__, indent=2))
-    else:
-        print(report.summary())
-        for path, reason in sorted(report.failed.items()):
-            print(f"  failed: {path}: {reason}")
-    return 0
+    return print_index_report(report, args.json)

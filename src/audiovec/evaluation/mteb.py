@@ -292,9 +292,10 @@ def local_retrieval_task(data: RetrievalSet, direction: str = "t2a", name: str |
 
     Corpus ids are named so that mteb's tie rule (id descending) equals audiovec's (index ascending).
     """
-    import datasets
     from mteb.abstasks.retrieval import AbsTaskRetrieval
     from mteb.abstasks.task_metadata import TaskMetadata
+
+    import datasets
 
     if direction not in ("t2a", "a2t"):
         raise ValueError(f"direction must be 't2a' or 'a2t', got {direction!r}")
