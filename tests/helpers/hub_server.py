@@ -109,13 +109,18 @@ def _handler(state: HubState) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def local_hub(root: Path) -> Iterator[tuple[str, HubState]]:
     """``(endpoint URL, state)`` of a local Hub serving from ``root`` for the duration of the block."""
+    import huggingface_hub.constants as hub_constants
+
     state = HubState(root)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    offline = hub_constants.HF_HUB_OFFLINE
+    hub_constants.HF_HUB_OFFLINE = False  # a loopback server is not the network (CI sets HF_HUB_OFFLINE=1)
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", state
     finally:
+        hub_constants.HF_HUB_OFFLINE = offline
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
