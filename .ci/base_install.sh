@@ -9,7 +9,7 @@ python3 -m venv "$venv"
 "$venv/bin/pip" install -q .
 cd "$(mktemp -d)"  # not the checkout: the installed package only
 "$venv/bin/audiovec" --help > /dev/null
-for cmd in encode compose prune export data train eval report index search classify route serve demo; do
+for cmd in encode compose prune export push data train eval report index search classify route serve demo; do
   "$venv/bin/audiovec" "$cmd" --help > /dev/null
 done
 set +e
