@@ -173,6 +173,7 @@ def run_ddp(out_dir: Path, work: Path) -> int:
         result.update(error=repr(exc)[:500], trace=traceback.format_exc()[-2000:])
     finally:
         with contextlib.suppress(Exception):
+            dist.barrier()  # leave together: a rank tearing gloo down while another still talks aborts it
             dist.destroy_process_group()
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
