@@ -158,7 +158,7 @@ def _row_builder_class() -> type:
         a worker builds exactly the rows the single-process index writes."""
 
         def __init__(self) -> None:  # no folder, no connection: only the row-building methods are used
-            pass
+            self._cut = None  # full-size vectors (--dim is refused with --engine ray)
 
     return RowBuilder
 

@@ -39,5 +39,6 @@ def test_examples_run(heading: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the examples never reach the network
     for block in sections()[heading]:
-        exec(compile(block, f"{DOC.name} ({heading})", "exec"), {"__name__": "__docs__"})  # noqa: S102
+        code = compile(block, f"{DOC.name} ({heading})", "exec", dont_inherit=True)  # no __future__ of ours
+        exec(code, {"__name__": "__docs__"})  # noqa: S102
     assert os.getcwd() == str(tmp_path)
