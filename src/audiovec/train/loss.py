@@ -37,6 +37,26 @@ def label_keys(label_sets: Sequence[Iterable[str] | None]) -> Tensor:
     return torch.tensor(keys, dtype=torch.long)
 
 
+def gather_batch(
+    audio: Tensor,
+    text: Tensor,
+    keys: Sequence[Tensor],
+    hard_negatives: Tensor | None,
+    negative_keys: Sequence[Tensor],
+    negative_valid: Tensor | None,
+) -> tuple[Tensor, Tensor, list[Tensor], Tensor | None, list[Tensor], Tensor | None]:
+    """Every rank's part of a batch: embeddings with gradients, masking keys and validity without."""
+    audio, text = gather_with_grad(audio), gather_with_grad(text)
+    keys = [gather_no_grad(k.to(audio.device)) for k in keys]
+    negative_keys = list(negative_keys)
+    if hard_negatives is not None:
+        hard_negatives = gather_with_grad(hard_negatives)
+        negative_keys = [gather_no_grad(k.to(audio.device)) for k in negative_keys]
+        if negative_valid is not None:
+            negative_valid = gather_no_grad(negative_valid.to(audio.device, torch.uint8))
+    return audio, text, keys, hard_negatives, negative_keys, negative_valid
+
+
 def gather_with_grad(x: Tensor) -> Tensor:
     """Concatenate ``x`` from every rank in rank order; gradients flow back to each rank's slice."""
     _, size = world()
@@ -131,13 +151,9 @@ class ContrastiveLoss(nn.Module):
         ``negative_valid`` (B,) bool: columns that are real negatives (placeholders are dropped for every row).
         """
         if self.gather:
-            audio, text = gather_with_grad(audio), gather_with_grad(text)
-            keys = [gather_no_grad(k.to(audio.device)) for k in keys]
-            if hard_negatives is not None:
-                hard_negatives = gather_with_grad(hard_negatives)
-                negative_keys = [gather_no_grad(k.to(audio.device)) for k in negative_keys]
-                if negative_valid is not None:
-                    negative_valid = gather_no_grad(negative_valid.to(audio.device, torch.uint8))
+            audio, text, keys, hard_negatives, negative_keys, negative_valid = gather_batch(
+                audio, text, keys, hard_negatives, negative_keys, negative_valid
+            )
         keys = [k.to(audio.device) for k in keys]
         dtype = torch.promote_types(audio.dtype, torch.float32)  # bf16 embeddings → fp32 logits
         audio, text = audio.to(dtype), text.to(dtype)

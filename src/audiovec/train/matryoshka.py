@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from audiovec.errors import ConfigError
-from audiovec.train.loss import ContrastiveLoss, gather_no_grad, gather_with_grad
+from audiovec.train.loss import ContrastiveLoss, gather_batch
 
 AUTO = "auto"  # full size, 1/2, 1/4, 1/8 (sizes of at least 8)
 
@@ -109,13 +109,9 @@ class MatryoshkaContrastiveLoss(ContrastiveLoss):
             )
         gather = self.gather
         if gather:  # once for all sizes; the parent then sees the global batch
-            audio, text = gather_with_grad(audio), gather_with_grad(text)
-            keys = [gather_no_grad(k.to(audio.device)) for k in keys]
-            if hard_negatives is not None:
-                hard_negatives = gather_with_grad(hard_negatives)
-                negative_keys = [gather_no_grad(k.to(audio.device)) for k in negative_keys]
-                if negative_valid is not None:
-                    negative_valid = gather_no_grad(negative_valid.to(audio.device, torch.uint8))
+            audio, text, keys, hard_negatives, negative_keys, negative_valid = gather_batch(
+                audio, text, keys, hard_negatives, negative_keys, negative_valid
+            )
         self.gather = False
         try:
             total = audio.new_zeros((), dtype=torch.promote_types(audio.dtype, torch.float32))
