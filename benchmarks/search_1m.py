@@ -143,10 +143,10 @@ class Bench:
                         "model": pa.array(["bench"] * n),
                         "vector": pa.FixedSizeListArray.from_arrays(pa.array(part.reshape(-1)), dim),
                     },
-                    schema=idx._schema(dim),
+                    schema=idx.schema(dim),
                 )
                 idx.table(dim).add(data)
-            idx._write_meta({"format": 1, "table": "windows", "dim": dim, "window_seconds": 1.0})
+            idx.write_meta({"format": 1, "table": "windows", "dim": dim, "window_seconds": 1.0})
             self.write_s = time.perf_counter() - start
             self._rowids = table_row_ids(idx.table())
             assert np.all(np.diff(self._rowids.astype(np.int64)) > 0), "row ids not in insertion order"

@@ -164,7 +164,7 @@ def add_vectors(
     meta = index.meta()
     if meta and meta.get("dim") not in (None, dim):
         raise ConfigError(f"{index.dir}: stores {meta['dim']}-d vectors, not {dim}-d")
-    index._write_meta(
+    index.write_meta(
         {**meta, "format": 1, "table": index.table_name, "fingerprint": meta.get("fingerprint", fingerprint),
          "dim": dim, "model_dim": meta.get("model_dim", dim), "truncate_dim": meta.get("truncate_dim"),
          "precision": check_index_precision(precision), "window_seconds": meta.get("window_seconds", 1.0)}
@@ -180,13 +180,13 @@ def add_vectors(
         "model": pa.array([meta.get("fingerprint", fingerprint)] * n, pa.string()),
         "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim),
     }
-    index.table(dim).add(pa.Table.from_pydict(columns, schema=index._schema(dim)))
+    index.table(dim).add(pa.Table.from_pydict(columns, schema=index.schema(dim)))
 
 
 def set_precision(index: Any, precision: str) -> None:
     """Switch an index's search between float32 and a quantised copy (built at the next search)."""
     meta = index.meta()
-    index._write_meta({**meta, "precision": check_index_precision(precision)})
+    index.write_meta({**meta, "precision": check_index_precision(precision)})
     index._quantized = None
 
 

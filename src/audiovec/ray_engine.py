@@ -100,7 +100,9 @@ class Embedder:
 
             self.fingerprint = model_fingerprint(self.model)
             self.window_s = float(window_seconds or self.model.config.window_seconds)
-            self.rows = _RowBuilder()
+            from audiovec.apps.index.rows import WindowRows
+
+            self.rows = WindowRows(self.fingerprint, self.window_s, batch_size=batch_size)
 
     def __call__(self, batch: Any) -> Any:
         return self._files(batch) if self.mode == "file" else self._windows(batch)
@@ -125,16 +127,13 @@ class Embedder:
     def _windows(self, batch: Any) -> Any:
         import pyarrow as pa
 
-        from audiovec.apps.index import IndexReport
+        from audiovec.apps.index import IndexReport, window_schema
 
-        dim = self.model.embedding_dim
-        schema = self.rows._schema(dim).append(pa.field("error", pa.string()))
+        schema = window_schema(self.model.embedding_dim).append(pa.field("error", pa.string()))
         tables = []
         for key, digest in zip(batch.column("path").to_pylist(), batch.column("hash").to_pylist()):
             report = IndexReport()
-            rows = self.rows._embed_file(
-                self.model, key, digest, self.window_s, self.fingerprint, self.batch_size, report
-            )
+            rows = self.rows.embed_file(self.model, key, digest, report)
             if rows is None:
                 tables.append(_failed_row(schema, key, digest, report.failed.get(key, "failed")))
                 continue
@@ -148,23 +147,6 @@ def _failed_row(schema: Any, key: str, digest: str, reason: str) -> Any:
     values = {f.name: [None] for f in schema}
     values.update(path=[key], hash=[digest], n_windows=[0], window=[-1], error=[reason])
     return pa.Table.from_pydict(values, schema=schema)
-
-
-def _row_builder_class() -> type:
-    from audiovec.apps.index import AudioIndex
-
-    class RowBuilder(AudioIndex):
-        """AudioIndex's row building (``_embed_file`` / ``_file_rows`` / ``_schema``) without a database:
-        a worker builds exactly the rows the single-process index writes."""
-
-        def __init__(self) -> None:  # no folder, no connection: only the row-building methods are used
-            self._cut = None  # full-size vectors (--dim is refused with --engine ray)
-
-    return RowBuilder
-
-
-def _RowBuilder() -> Any:  # noqa: N802  (a factory, so importing this module does not import lancedb)
-    return _row_builder_class()()
 
 
 # --------------------------------------------------------------------------------------- driving
@@ -355,10 +337,10 @@ def index_files(
         COMMIT_ROWS,
         DEFAULT_ANN_THRESHOLD,
         AudioIndex,
-        IndexReport,
         IndexStoreError,
         collect_audio_files,
         model_ref,
+        window_schema,
     )
     from audiovec.evaluation.evaluate import model_fingerprint
     from audiovec.model import AudioTextEmbedder
@@ -373,37 +355,17 @@ def index_files(
     meta = index.meta()
     if meta and meta.get("dim") not in (None, dim):
         raise IndexStoreError(f"{index.dir}: built with {meta['dim']}-d vectors, this model gives {dim}-d")
-    if meta.get("fingerprint") not in (None, fingerprint):
-        if not rebuild:
-            raise IndexStoreError(
-                f"{index.dir}: built by another model (fingerprint {meta['fingerprint']}, this one "
-                f"{fingerprint}); pass --rebuild to replace it, or use a new --db folder"
-            )
-        if index.table_name in index._table_names():
-            index._db.drop_table(index.table_name)
-            index._table = None
-    index._write_meta(
-        {
-            "format": 1,
-            "table": index.table_name,
-            "model_dir": model_ref(model) or meta.get("model_dir"),
-            "fingerprint": fingerprint,
-            "dim": dim,
-            "window_seconds": window_s,
-        }
-    )
-    state = index.stored_state()
-    report = IndexReport()
-    todo = index.plan(collect_audio_files(paths), state, fingerprint, window_s, report)
+    writer = index.writer(fingerprint, window_s, dim, model_dir=model, rebuild=rebuild)
+    todo = writer.plan(collect_audio_files(paths))
     if todo:
         ds = _paths_dataset(ray, [{"path": key, "hash": digest} for key, digest in todo], config)
-        schema = index._schema(dim)
+        schema = window_schema(dim)
         partial: dict[str, list[Any]] = {}  # a file's rows until all its windows have arrived
         pending: list[tuple[str, str, Any]] = []
         for table in _run(ray, ds, model_ref(model), "windows", config, window_s, ds.num_blocks()):
             errors = table.column("error").to_pylist()
             for i in (i for i, e in enumerate(errors) if e is not None):
-                report.failed[table.column("path")[i].as_py()] = errors[i]
+                writer.report.failed[table.column("path")[i].as_py()] = errors[i]
             good = table.filter(pa.compute.is_null(table.column("error"))).drop_columns(["error"])
             for key in dict.fromkeys(good.column("path").to_pylist()):
                 rows = good.filter(pa.compute.equal(good.column("path"), key))
@@ -413,13 +375,10 @@ def index_files(
                     whole = pa.concat_tables(partial.pop(key)).cast(schema)
                     pending.append((key, whole.column("hash")[0].as_py(), whole))
             if len(pending) >= batch_files or sum(r.num_rows for *_, r in pending) >= COMMIT_ROWS:
-                index._commit(pending, state, report, dim, window_s, fingerprint)
+                writer.commit(pending)
                 pending = []
-        index._commit(pending, state, report, dim, window_s, fingerprint)
-    threshold = DEFAULT_ANN_THRESHOLD if ann_threshold is None else ann_threshold
-    if report.rows_added or not index.has_ann():
-        report.ann_built = index.ensure_ann(threshold)
-    return report
+        writer.commit(pending)
+    return writer.finish(DEFAULT_ANN_THRESHOLD if ann_threshold is None else ann_threshold)
 
 
 __all__ = [

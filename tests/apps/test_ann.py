@@ -44,10 +44,10 @@ def put(index: AudioIndex, vectors: np.ndarray, first: int = 0) -> None:
             "model": ["planted"] * n,
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), DIM),
         },
-        schema=index._schema(DIM),
+        schema=index.schema(DIM),
     )
     index.table(DIM).add(rows)
-    index._write_meta({"format": 1, "table": "windows", "dim": DIM, "window_seconds": 1.0})
+    index.write_meta({"format": 1, "table": "windows", "dim": DIM, "window_seconds": 1.0})
 
 
 def ids(hits) -> list[int]:

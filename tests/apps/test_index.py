@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import audiovec.apps.index as index_module
+import audiovec.apps.index.rows as index_rows
 from audiovec.apps.index import (
     AudioIndex,
     IndexStoreError,
@@ -345,7 +345,7 @@ def test_min_seconds_rows_and_search_equal_encode_audio(padded_model, clips, lon
 def test_indexing_streams_windows_batch_by_batch(model, long_file, tmp_path, monkeypatch):
     """Windows are embedded batch_size at a time as iter_windows yields them (never the whole file's list),
     with the same rows as embedding the whole file's windows at once."""
-    real_windows, real_embed = index_module.iter_windows, index_module.embed_windows
+    real_windows, real_embed = index_rows.iter_windows, index_rows.embed_windows
     events: list[tuple[str, int]] = []
 
     def counting_windows(*args, **kwargs):
@@ -357,8 +357,8 @@ def test_indexing_streams_windows_batch_by_batch(model, long_file, tmp_path, mon
         events.append(("embedded", len(waves)))
         return real_embed(model_, waves, batch_size, peak)
 
-    monkeypatch.setattr(index_module, "iter_windows", counting_windows)
-    monkeypatch.setattr(index_module, "embed_windows", counting_embed)
+    monkeypatch.setattr(index_rows, "iter_windows", counting_windows)
+    monkeypatch.setattr(index_rows, "embed_windows", counting_embed)
     index = AudioIndex(tmp_path / "db")
     report = index.add(model, [long_file], window_seconds=1.0, batch_size=3)
     assert report.added == [str(long_file)] and report.rows_added == 7
@@ -416,7 +416,7 @@ def test_file_failing_mid_stream_leaves_no_rows_and_keeps_its_old_ones(
 
 def test_non_finite_window_vectors_fail_the_file_without_rows(model, clips, long_file, tmp_path, monkeypatch):
     """A batch of non-finite vectors midway ends the file (the rest is not decoded): reported, no rows."""
-    real = index_module.embed_windows
+    real = index_rows.embed_windows
     calls: list[int] = []
 
     def nan_second_batch(model_, waves, batch_size=16, peak=None):
@@ -424,7 +424,7 @@ def test_non_finite_window_vectors_fail_the_file_without_rows(model, clips, long
         out = real(model_, waves, batch_size, peak)
         return np.full_like(out, np.nan) if len(calls) == 2 else out
 
-    monkeypatch.setattr(index_module, "embed_windows", nan_second_batch)
+    monkeypatch.setattr(index_rows, "embed_windows", nan_second_batch)
     index = AudioIndex(tmp_path / "db")
     report = index.add(model, [long_file, clips[0]], window_seconds=1.0, batch_size=2)
     assert report.failed == {str(long_file): "the model produced non-finite vectors"}

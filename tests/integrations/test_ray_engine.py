@@ -79,6 +79,7 @@ def test_index_with_ray_writes_the_single_process_rows_and_resumes(folder, model
     import lancedb
 
     from audiovec.apps.index import AudioIndex
+    from audiovec.index_quantized import set_precision
 
     AudioIndex(tmp_path / "one").add(model, [folder], model_dir=DEFAULT_MODEL)
     assert main(["index", str(folder), "--db", str(tmp_path / "ray"), *RAY_ARGS]) == 0
@@ -99,12 +100,15 @@ def test_index_with_ray_writes_the_single_process_rows_and_resumes(folder, model
     for column in ("path", "window", "n_windows", "start", "end", "hash", "model"):
         assert by_ray[column] == single[column], column
     np.testing.assert_allclose(np.asarray(by_ray["vector"]), np.asarray(single["vector"]), atol=1e-5)
+    assert AudioIndex(tmp_path / "ray").meta() == AudioIndex(tmp_path / "one").meta()  # one writer
+    set_precision(AudioIndex(tmp_path / "ray"), "int8")  # a later Ray run keeps the index's settings
     (folder / "broken.wav").rename(tmp_path / "broken.wav")
     try:  # a rerun: nothing left to embed, so no Ray job at all
         assert main(["index", str(folder), "--db", str(tmp_path / "ray"), *RAY_ARGS]) == 0
     finally:
         (tmp_path / "broken.wav").rename(folder / "broken.wav")
     assert "0 added, 0 re-indexed, 6 unchanged, 0 failed, 0 windows written" in capsys.readouterr().out
+    assert AudioIndex(tmp_path / "ray").meta()["precision"] == "int8"
     # the index names the "audiovec" embedding function: plain lancedb searches it by string
     hit = lancedb.connect(str(tmp_path / "ray")).open_table("windows").search("a siren wailing").limit(1)
     assert Path(hit.to_list()[0]["path"]).name == "siren.wav"

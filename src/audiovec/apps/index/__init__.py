@@ -29,14 +29,15 @@ from audiovec.apps.index.params import (
     default_nprobes,
 )
 from audiovec.apps.index.results import Hit, IndexReport
+from audiovec.apps.index.rows import WindowRows, window_schema
 from audiovec.apps.index.shards import COMMIT_ROWS, ShardWriter, merge_shards, plan_sharded
-from audiovec.audio import SAMPLE_RATE, iter_windows
+from audiovec.apps.index.writer import IndexWriter, stored_windows
 from audiovec.data.exclude import file_sha256
 from audiovec.dims import truncate_embeddings
 from audiovec.discovery import collect_audio_files
 from audiovec.dist import world as group_world
-from audiovec.encode import WindowGroups, embed_source, embed_windows, pool_windows
-from audiovec.errors import AudioDecodeError, ConfigError
+from audiovec.encode import embed_source, embed_windows, pool_windows
+from audiovec.errors import ConfigError
 from audiovec.evaluation.evaluate import model_fingerprint
 from audiovec.index_quantized import check_index_precision, search_quantized
 
@@ -66,7 +67,6 @@ class AudioIndex:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._db = lancedb.connect(str(self.dir))
         self._table: Any = None
-        self._cut: int | None = None  # truncate_dim of the rows being added (audiovec.dims)
         self._quantized: Any = None  # QuantizedVectors of the table version searched last
 
     # ------------------------------------------------------------------ metadata
@@ -82,7 +82,8 @@ class AudioIndex:
         except ValueError as exc:
             raise IndexStoreError(f"{self.meta_path}: invalid JSON ({exc})") from None
 
-    def _write_meta(self, data: dict[str, Any]) -> None:
+    def write_meta(self, data: dict[str, Any]) -> None:
+        """Replace ``audiovec-index.json`` atomically."""
         tmp = self.meta_path.with_name(f".{META_NAME}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, self.meta_path)
@@ -98,22 +99,9 @@ class AudioIndex:
         return index
 
     # ------------------------------------------------------------------ table
-    def _schema(self, dim: int) -> Any:
-        import pyarrow as pa
-
-        return pa.schema(
-            [
-                ("path", pa.string()),
-                ("start", pa.float64()),
-                ("end", pa.float64()),
-                ("window", pa.int32()),
-                ("n_windows", pa.int32()),
-                ("window_s", pa.float64()),
-                ("hash", pa.string()),
-                ("model", pa.string()),
-                ("vector", pa.list_(pa.float32(), dim)),
-            ]
-        )
+    def schema(self, dim: int) -> Any:
+        """The table's pyarrow schema for ``dim``-d vectors (:func:`.rows.window_schema`)."""
+        return window_schema(dim)
 
     def table(self, dim: int | None = None) -> Any:
         if self._table is None:
@@ -122,7 +110,7 @@ class AudioIndex:
             elif dim is None:
                 raise IndexStoreError(f"{self.dir}: the index is empty")
             else:
-                schema = self._schema(dim).with_metadata(self._embedding_function_metadata(dim))
+                schema = window_schema(dim).with_metadata(self._embedding_function_metadata(dim))
                 self._table = self._db.create_table(self.table_name, schema=schema)
         return self._table
 
@@ -147,18 +135,16 @@ class AudioIndex:
         return self.table().search().select(list(columns)).limit(None).to_arrow()
 
     def stored_state(self) -> dict[str, dict[tuple[str, str, float], set[int]]]:
-        """path → (hash, model, window_s) → window numbers stored (plus the expected count, via n_windows)."""
-        state: dict[str, dict[tuple[str, str, float], set[int]]] = {}
-        self._expected: dict[tuple[str, str, str, float], int] = {}
-        if self.table_name not in self._table_names():
-            return state
-        data = self.rows().to_pydict()
-        for path, win, n, h, m, ws in zip(
-            data["path"], data["window"], data["n_windows"], data["hash"], data["model"], data["window_s"]
-        ):
-            state.setdefault(path, {}).setdefault((h, m, ws), set()).add(win)
-            self._expected[(path, h, m, ws)] = n
-        return state
+        """path → (hash, model, window_s) → window numbers stored."""
+        return stored_windows(self)[0]
+
+    def drop_table(self) -> None:
+        """Remove every row (and an HNSW sidecar's graph: a new table numbers its rows afresh)."""
+        if self.table_name in self._table_names():
+            self._db.drop_table(self.table_name)
+            self._table = None
+            if (hnsw := ann.sidecar(self)) is not None:
+                hnsw.reset()
 
     # ------------------------------------------------------------------ building
     def add(
@@ -191,12 +177,65 @@ class AudioIndex:
         """
         if rank is None or world is None:
             rank, world = group_world()
-        fingerprint = model_fingerprint(model)
-        window_s = float(window_seconds or model.config.window_seconds)
-        files = collect_audio_files(paths)
         meta = self.meta()
         dim = index_dim(meta, model, dim, self.dir)
-        self._cut = None if dim == model.embedding_dim else dim
+        cut = None if dim == model.embedding_dim else dim
+        writer = self.writer(
+            model_fingerprint(model),
+            float(window_seconds or model.config.window_seconds),
+            dim,
+            model_dim=model.embedding_dim,
+            model_dir=model_dir or model.config.extra.get("builtin"),
+            precision=precision,
+            rebuild=rebuild,
+            rank=rank,
+            world=world,
+        )
+        rows = WindowRows(writer.fingerprint, writer.window_s, cut, batch_size)
+        files = collect_audio_files(paths)
+        todo = writer.plan(files) if world == 1 else plan_sharded(writer, files, rank, world)
+        shard = ShardWriter(self.dir, rank, world, window_schema(dim)) if world > 1 else None
+        for start in range(0, len(todo), max(1, batch_files)):
+            pending: list[tuple[str, str, Any]] = []  # (path, hash, rows) of finished files
+            for key, digest in todo[start : start + batch_files]:
+                table = rows.embed_file(model, key, digest, writer.report)
+                if table is None:
+                    continue
+                if shard is not None:
+                    shard.write(table)  # bounded: one file's rows at a time
+                    continue
+                pending.append((key, digest, table))
+                if sum(r.num_rows for *_, r in pending) >= COMMIT_ROWS:
+                    writer.commit(pending)
+                    pending = []
+            if shard is None:
+                writer.commit(pending)
+                if on_commit is not None:
+                    on_commit(writer.report)
+        if shard is not None:
+            merge_shards(writer, shard)
+            if rank != 0:
+                return writer.report
+        return writer.finish(ann_threshold)
+
+    def writer(
+        self,
+        fingerprint: str,
+        window_s: float,
+        dim: int,
+        *,
+        model_dim: int | None = None,
+        model_dir: str | os.PathLike | None = None,
+        precision: str | None = None,
+        rebuild: bool = False,
+        rank: int = 0,
+        world: int = 1,
+    ) -> IndexWriter:
+        """Start a run that writes ``dim``-d rows of the model ``fingerprint`` (``model_dim``: its full
+        size) at ``window_s``: refuses another model's index unless ``rebuild`` (which empties it), records
+        the model in the metadata before any row (so a killed run still names it) and reads what is stored.
+        Under ``world > 1`` only rank 0 touches the folder."""
+        meta = self.meta()
         precision = check_index_precision(precision or meta.get("precision") or "float32")
         if meta.get("fingerprint") not in (None, fingerprint):
             if not rebuild:
@@ -204,153 +243,24 @@ class AudioIndex:
                     f"{self.dir}: built by another model (fingerprint {meta['fingerprint']}, this one "
                     f"{fingerprint}); pass rebuild=True (--rebuild) to replace it, or use a new --db folder"
                 )
-            if rank == 0 and self.table_name in self._table_names():
-                self._db.drop_table(self.table_name)
-                self._table = None
-                if (hnsw := ann.sidecar(self)) is not None:
-                    hnsw.reset()  # the new table numbers its rows afresh
-        new_meta = {
-            "format": 1,
-            "table": self.table_name,
-            "model_dir": model_ref(model_dir or model.config.extra.get("builtin")) or meta.get("model_dir"),
-            "fingerprint": fingerprint,
-            "dim": dim,
-            "model_dim": model.embedding_dim,
-            "truncate_dim": self._cut,
-            "precision": precision,
-            "window_seconds": window_s,
-        }
+            if rank == 0:
+                self.drop_table()
+        model_dim = model_dim or dim
         if rank == 0:
-            self._write_meta(new_meta)  # before any row, so a killed run still names its model
-        state = self.stored_state() if rank == 0 or world == 1 else {}
-        report = IndexReport()
-        todo: list[tuple[str, str]] = []
-        if world == 1:
-            todo = self.plan(files, state, fingerprint, window_s, report)
-        else:
-            todo = plan_sharded(self, files, fingerprint, window_s, report, rank, world)
-        shard = ShardWriter(self.dir, rank, world, self._schema(dim)) if world > 1 else None
-        for start in range(0, len(todo), max(1, batch_files)):
-            pending: list[tuple[str, str, Any]] = []  # (path, hash, rows) of finished files
-            for key, digest in todo[start : start + batch_files]:
-                rows = self._embed_file(model, key, digest, window_s, fingerprint, batch_size, report)
-                if rows is None:
-                    continue
-                if shard is not None:
-                    shard.write(rows)  # bounded: one file's rows at a time
-                    continue
-                pending.append((key, digest, rows))
-                if sum(r.num_rows for *_, r in pending) >= COMMIT_ROWS:
-                    self._commit(pending, state, report, dim, window_s, fingerprint)
-                    pending = []
-            if shard is None:
-                self._commit(pending, state, report, dim, window_s, fingerprint)
-                if on_commit is not None:
-                    on_commit(report)
-        if shard is not None:
-            merge_shards(self, shard, state, report, dim, window_s, fingerprint)
-            if rank != 0:
-                return report
-        if report.rows_added or not self.has_ann():
-            report.ann_built = self.ensure_ann(ann_threshold)
-        return report
-
-    def plan(self, files, state, fingerprint, window_s, report) -> list[tuple[str, str]]:
-        todo = []
-        for path in files:
-            key = str(path)
-            try:
-                if not Path(path).is_file():  # a FIFO or /dev/zero would never finish hashing
-                    raise OSError(
-                        f"{path}: " + ("not found" if not os.path.lexists(path) else "not a regular file")
-                    )
-                digest = file_sha256(path)
-            except OSError as exc:
-                report.failed[key] = exc.strerror or str(exc)
-                continue
-            stored = state.get(key, {})
-            current = (digest, fingerprint, window_s)
-            if current in stored and len(stored[current]) == self._expected[(key, *current)]:
-                report.skipped.append(key)
-                stale = [k for k in stored if k != current]
-                if stale:  # a run killed between writing new rows and deleting old ones
-                    self._delete_except(key, current)
-                continue
-            if current in stored:  # half-written (cannot happen with one add per batch, but be sure)
-                self.table().delete(f"path = {_sql(key)} AND {_key_sql(current)}")
-            todo.append((key, digest))
-        return todo
-
-    def _embed_file(self, model, key, digest, window_s, fingerprint, batch_size, report) -> Any:
-        """The rows of one file as a pyarrow table, or None (the reason goes to the report).
-
-        The file is streamed: windows are embedded ``batch_size`` at a time as :func:`iter_windows`
-        decodes them, so the audio held is one batch of windows; the file's vectors (one per window) are
-        kept until its last window, and nothing is written before, so a file failing mid-stream (or a
-        kill) leaves no rows behind.
-        """
-        spans: list[tuple[int, int]] = []  # sample offsets, as iter_windows counts them
-        vectors: list[np.ndarray] = []
-        try:
-            peak = model.stream_peak(key, window_s)  # a first pass, for models that floor per file
-            windows = (wave for *_, wave in iter_windows(key, window_s))
-            for group in WindowGroups(windows, model.windows_per_batch(batch_size, window_s)):
-                for wave in group:
-                    offset = spans[-1][1] if spans else 0
-                    spans.append((offset, offset + wave.shape[0]))
-                vectors.append(embed_windows(model, group, batch_size, peak))
-                del group
-                if not np.isfinite(vectors[-1]).all():  # the rest of the file is not worth decoding
-                    report.failed[key] = "the model produced non-finite vectors"
-                    return None
-        except AudioDecodeError as exc:
-            report.failed[key] = exc.reason
-            log.warning("skipping %s", exc)
-            return None
-        return self._file_rows(key, digest, spans, np.concatenate(vectors), window_s, fingerprint)
-
-    def _file_rows(self, key, digest, spans, vectors, window_s, fingerprint) -> Any:
-        import pyarrow as pa
-
-        vectors = truncate_embeddings(vectors, self._cut)
-        n, dim = vectors.shape
-        columns = {
-            "path": pa.array([key] * n, pa.string()),
-            "start": pa.array([a / SAMPLE_RATE for a, _ in spans], pa.float64()),
-            "end": pa.array([b / SAMPLE_RATE for _, b in spans], pa.float64()),
-            "window": pa.array(np.arange(n, dtype=np.int32)),
-            "n_windows": pa.array(np.full(n, n, dtype=np.int32)),
-            "window_s": pa.array(np.full(n, window_s, dtype=np.float64)),
-            "hash": pa.array([digest] * n, pa.string()),
-            "model": pa.array([fingerprint] * n, pa.string()),
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim),
-        }
-        return pa.Table.from_pydict(columns, schema=self._schema(dim))
-
-    def _commit(self, files, state, report, dim, window_s, fingerprint) -> None:
-        """Write the rows of finished ``files`` (``(path, hash, rows)``) in one ``add``, one atomic commit,
-        then drop older rows of those files."""
-        if files:
-            import pyarrow as pa
-
-            data = pa.concat_tables([rows for *_, rows in files])
-            done = [(key, digest) for key, digest, _ in files]
-            self.write(data, data.num_rows, done, state, report, dim, window_s, fingerprint)
-
-    def write(self, data, n_rows, done, state, report, dim, window_s, fingerprint) -> None:
-        """``data`` (a table or a record batch reader) in one ``add``; then ``done`` files' older rows go."""
-        if n_rows:
-            self.table(dim).add(data)  # one atomic commit
-            report.rows_added += n_rows
-        for key, digest in done:
-            if key in state:
-                self._delete_except(key, (digest, fingerprint, window_s))
-                report.replaced.append(key)
-            else:
-                report.added.append(key)
-
-    def _delete_except(self, path: str, keep: tuple[str, str, float]) -> None:
-        self.table().delete(f"path = {_sql(path)} AND NOT ({_key_sql(keep)})")
+            self.write_meta(
+                {
+                    "format": 1,
+                    "table": self.table_name,
+                    "model_dir": model_ref(model_dir) or meta.get("model_dir"),
+                    "fingerprint": fingerprint,
+                    "dim": dim,
+                    "model_dim": model_dim,
+                    "truncate_dim": None if dim == model_dim else dim,
+                    "precision": precision,
+                    "window_seconds": float(window_s),
+                }
+            )
+        return IndexWriter(self, fingerprint, window_s, dim, read_state=rank == 0 or world == 1)
 
     def ensure_ann(self, threshold: int = DEFAULT_ANN_THRESHOLD) -> bool:
         """(Re)build the ANN index when the table has at least ``threshold`` rows; True if built.
@@ -468,15 +378,6 @@ class AudioIndex:
         return self.search(self.query_vector(embed_source(model, source)), k)
 
 
-def _sql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _key_sql(key: tuple[str, str, float]) -> str:
-    digest, fingerprint, window_s = key
-    return f"hash = {_sql(digest)} AND model = {_sql(fingerprint)} AND window_s = {float(window_s)!r}"
-
-
 __all__ = [
     "DEFAULT_ANN_THRESHOLD",
     "REFINE_FACTOR",
@@ -487,6 +388,9 @@ __all__ = [
     "model_ref",
     "AudioIndex",
     "Hit",
+    "IndexWriter",
+    "WindowRows",
+    "window_schema",
     "IndexReport",
     "IndexStoreError",
     "collect_audio_files",

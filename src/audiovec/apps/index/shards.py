@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from audiovec.apps.index import AudioIndex
+    from audiovec.apps.index.writer import IndexWriter
 
 COMMIT_ROWS = 8192  # a batch of files is committed early once its finished files hold this many rows
 
@@ -42,16 +42,14 @@ class ShardWriter:
         os.replace(self._tmp, self.path_of(self.rank))
 
 
-def plan_sharded(
-    index: AudioIndex, files, fingerprint, window_s, report, rank, world
-) -> list[tuple[str, str]]:
+def plan_sharded(writer: IndexWriter, files, rank: int, world: int) -> list[tuple[str, str]]:
     """Rank 0 plans (which files need embedding); every rank gets its ``[rank::world]`` share."""
     import torch.distributed as dist
 
-    state = index.stored_state() if rank == 0 else {}
+    report = writer.report
     plan: list[Any] = [None]
     if rank == 0:
-        plan[0] = (index.plan(files, state, fingerprint, window_s, report), report.skipped, report.failed)
+        plan[0] = (writer.plan(files), report.skipped, report.failed)
     if dist.is_available() and dist.is_initialized():
         dist.broadcast_object_list(plan, src=0)
     todo, skipped, failed = plan[0]
@@ -60,7 +58,7 @@ def plan_sharded(
     return todo[rank::world]
 
 
-def merge_shards(index: AudioIndex, shard, state, report, dim, window_s, fingerprint) -> None:
+def merge_shards(writer: IndexWriter, shard: ShardWriter) -> None:
     """Each rank has written its rows to a shard file; rank 0 commits them after a barrier, streamed
     shard by shard into one ``add`` (one atomic commit)."""
     import pyarrow as pa
@@ -68,6 +66,7 @@ def merge_shards(index: AudioIndex, shard, state, report, dim, window_s, fingerp
     import torch.distributed as dist
 
     shard.close()
+    report = writer.report
     gathered: list[Any] = [None] * shard.world
     if dist.is_available() and dist.is_initialized():
         dist.all_gather_object(gathered, (report.failed, shard.rank))
@@ -84,8 +83,7 @@ def merge_shards(index: AudioIndex, shard, state, report, dim, window_s, fingerp
             for f in files:
                 yield from pq.ParquetFile(f).iter_batches(batch_size=COMMIT_ROWS)
 
-        reader = pa.RecordBatchReader.from_batches(shard.schema, batches())
-        index.write(reader, n_rows, done, state, report, dim, window_s, fingerprint)
+        writer.write(pa.RecordBatchReader.from_batches(shard.schema, batches()), n_rows, done)
         for f in files:
             f.unlink(missing_ok=True)
     if dist.is_available() and dist.is_initialized():
