@@ -126,6 +126,30 @@ def test_push_uploads_the_folder_to_a_local_hub(model_dir: Path, tmp_path: Path)
     AudioTextEmbedder.from_pretrained(repo)
 
 
+def test_push_sends_weights_through_git_lfs(model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """The Hub asks for weights through Git LFS: the real client posts the LFS batch, PUTs each object, has it
+    verified and commits pointers (``lfsFile``); the repository then holds the same bytes. A second push
+    uploads no object again (the server already has them). Xet storage is off: this server speaks LFS only."""
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_DISABLE_XET", True)
+    weights = sorted(p.name for p in model_dir.glob("*.safetensors"))
+    assert weights
+    with local_hub(tmp_path / "hub", lfs_suffixes=(".safetensors",)) as (endpoint, hub):
+        argv = ["push", str(model_dir), "me/tiny-lfs", "--token", "hf_test", "--endpoint", endpoint]
+        assert main(argv) == 0
+        (commit,) = hub.commits
+        assert sorted(commit["lfs_paths"]) == weights and not set(weights) & set(commit["paths"])
+        puts = [r for r in hub.requests if r["method"] == "PUT"]
+        assert len(puts) == len(weights) and sorted(hub.lfs_verified) == sorted(hub.lfs_objects)
+        batch = next(r for r in hub.requests if r["path"] == "/me/tiny-lfs.git/info/lfs/objects/batch")
+        assert batch["authorization"] == "Bearer hf_test" and batch["json"]["operation"] == "upload"
+        assert _files(tmp_path / "hub" / "me" / "tiny-lfs") == _files(model_dir)
+        assert main(argv) == 0
+        assert len(hub.commits) == 2 and len([r for r in hub.requests if r["method"] == "PUT"]) == len(puts)
+    AudioTextEmbedder.from_pretrained(tmp_path / "hub" / "me" / "tiny-lfs")
+
+
 def test_upload_plan_completes_old_folders_without_changing_them(model_dir: Path, capsys) -> None:
     for name in ("README.md", "modules.json", "config_sentence_transformers.json"):
         (model_dir / name).unlink()
