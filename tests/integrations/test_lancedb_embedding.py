@@ -141,20 +141,7 @@ def test_an_audiovec_index_is_searched_by_string_from_plain_lancedb(clips, tmp_p
     for path in clips:
         shutil.copy(path, folder / path.name)
     assert main(["index", str(folder), "--db", str(tmp_path / "db")]) == 0
-    script = textwrap.dedent(
-        f"""
-        import json, sys
-        import audiovec, lancedb
-        table = lancedb.connect({str(tmp_path / "db")!r}).open_table("windows")
-        out = {{q: [h["path"] for h in table.search(q).limit(2).to_list()] for q in {list(QUERIES.values())!r}}}
-        print(json.dumps(out))
-        """
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=_env(), timeout=300, check=False
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    found = _string_search(tmp_path / "db")
     for kind, text in QUERIES.items():
         assert kind_of(found[text][0]) == kind, (text, found[text])
     assert [kind_of(p) for p in found["a man speaking"]] == ["speech", "speech"]
@@ -169,6 +156,66 @@ def test_an_audiovec_index_is_searched_by_string_from_plain_lancedb(clips, tmp_p
         [sys.executable, "-c", plain], capture_output=True, text=True, env=_env(), timeout=300, check=False
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "3", proc.stderr[-2000:]
+
+
+def test_an_index_from_before_the_metadata_gains_it_on_the_next_index_run(clips, tmp_path, capsys) -> None:
+    """A table without ``embedding_functions`` metadata (as older audiovec wrote it, with an HNSW sidecar)
+    gets it from the next ``audiovec index`` over the same files: nothing re-embedded, the rows and their
+    vectors the same, plain lancedb then searches it by string, and the sidecar follows the new row ids."""
+    from audiovec.apps.index import AudioIndex
+    from audiovec.cli import main
+    from audiovec.model import AudioTextEmbedder
+
+    folder, db = tmp_path / "clips", tmp_path / "db"
+    folder.mkdir()
+    for path in clips:
+        shutil.copy(path, folder / path.name)
+    assert main(["index", str(folder), "--db", str(db)]) == 0
+    AudioIndex(db).build_index("hnsw")
+    table = lancedb.connect(str(db)).open_table("windows")
+    before = table.to_arrow().sort_by("path")
+    stripped = {k: v for k, v in (table.schema.metadata or {}).items() if k != b"embedding_functions"}
+    lancedb.connect(str(db)).create_table(
+        "windows", data=before.replace_schema_metadata(stripped or None), mode="overwrite"
+    )
+    assert b"embedding_functions" not in (
+        lancedb.connect(str(db)).open_table("windows").schema.metadata or {}
+    )
+    capsys.readouterr()
+    assert main(["index", str(folder), "--db", str(db)]) == 0
+    assert "0 added, 0 re-indexed, 5 unchanged, 0 failed, 0 windows written" in capsys.readouterr().out
+    table = lancedb.connect(str(db)).open_table("windows")
+    assert b"embedding_functions" in table.schema.metadata
+    after = table.to_arrow().sort_by("path")
+    assert after.drop_columns(["vector"]).equals(before.drop_columns(["vector"]))
+    np.testing.assert_array_equal(
+        np.asarray(after["vector"].to_pylist()), np.asarray(before["vector"].to_pylist())
+    )
+    found = _string_search(db)
+    for kind, text in QUERIES.items():
+        assert kind_of(found[text][0]) == kind, (text, found[text])
+    model = AudioTextEmbedder.from_pretrained(DEFAULT_MODEL)
+    index = AudioIndex(db)
+    assert index.has_ann() and kind_of(index.search_text(model, "a siren wailing", k=1)[0].path) == "siren"
+    assert index.add_embedding_metadata() is False  # once is enough
+
+
+def _string_search(db: Path) -> dict[str, list[str]]:
+    """The top-2 paths per query of a string search from a fresh interpreter with only audiovec + lancedb."""
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import audiovec, lancedb
+        table = lancedb.connect({str(db)!r}).open_table("windows")
+        out = {{q: [h["path"] for h in table.search(q).limit(2).to_list()] for q in {list(QUERIES.values())!r}}}
+        print(json.dumps(out))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=_env(), timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _env() -> dict[str, str]:

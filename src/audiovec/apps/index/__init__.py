@@ -123,6 +123,34 @@ class AudioIndex:
         model = self.meta().get("model_dir")
         return function_metadata(model, dim) if model else {}
 
+    def add_embedding_metadata(self) -> bool:
+        """Give a table written before indexes named their model to LanceDB (no ``embedding_functions``
+        schema metadata, so plain ``lancedb`` cannot search it by string) that metadata; True if it did.
+
+        LanceDB cannot change a table's schema metadata in place, so the rows are rewritten once as a new
+        table version (an atomic overwrite: a kill leaves the old version; no vector is recomputed). Row ids
+        change, so an HNSW sidecar is rebuilt, and LanceDB's own ANN index if the table had one.
+        """
+        model = self.meta().get("model_dir")
+        if not model or self.count() == 0:
+            return False
+        table = self.table()
+        current = dict(table.schema.metadata or {})
+        if b"embedding_functions" in current:
+            return False
+        dim = table.schema.field("vector").type.list_size
+        schema = table.schema.with_metadata({**current, **self._embedding_function_metadata(dim)})
+        had_ann = any("vector" in i.columns for i in table.list_indices())
+        log.info("%s: adding LanceDB embedding metadata (rewriting %d rows once)", self.dir, self.count())
+        rows = table.to_arrow().replace_schema_metadata(schema.metadata)
+        self._table = self._db.create_table(self.table_name, data=rows, schema=schema, mode="overwrite")
+        if (hnsw := ann.sidecar(self)) is not None:
+            hnsw.reset()
+            hnsw.sync(self._table)
+        elif had_ann:
+            self.ensure_ann(0)
+        return True
+
     def _table_names(self) -> list[str]:
         listing = self._db.list_tables()
         return list(getattr(listing, "tables", listing))
@@ -260,6 +288,7 @@ class AudioIndex:
                     "window_seconds": float(window_s),
                 }
             )
+            self.add_embedding_metadata()  # an index from before tables named their model
         return IndexWriter(self, fingerprint, window_s, dim, read_state=rank == 0 or world == 1)
 
     def ensure_ann(self, threshold: int = DEFAULT_ANN_THRESHOLD) -> bool:
