@@ -7,9 +7,11 @@ on the corpus's held-out real sources with its vectors truncated to every size (
 re-normalised: ``encode_*(truncate_dim=d)``), from one encoding pass per model.
 
     python benchmarks/matryoshka_real.py --corpus /work/corpus_full --steps 600 --threads 1
+    python benchmarks/matryoshka_real.py --corpus /work/corpus_full --steps 600 --threads 1 --seed 1
     python benchmarks/matryoshka_real.py --quick          # CI: small corpus, a few steps
 
-Writes ``benchmarks/results/matryoshka_real.json`` and a Markdown table on stdout.
+Writes ``benchmarks/results/matryoshka_real.json`` (``matryoshka_real_seedN.json`` for ``--seed N`` > 0: the
+projector initialisation and the batch order change, the corpus does not) and a Markdown table on stdout.
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ def parse_args(argv: list[str] | None = None) -> Any:
     parser.add_argument("--work", type=Path, default=Path("runs/matryoshka-real"))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--resume", action="store_true", help="skip variants already in the output JSON")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (initialisation, batch order)")
     args = parser.parse_args(argv)
     if args.quick:
         args.corpus_size, args.steps = "small", 8
-    args.out = args.out or RESULTS / ("matryoshka_real_quick.json" if args.quick else "matryoshka_real.json")
+    name = "matryoshka_real" + (f"_seed{args.seed}" if args.seed else "")
+    args.out = args.out or RESULTS / (f"{name}_quick.json" if args.quick else f"{name}.json")
     return args
 
 
@@ -71,7 +75,7 @@ def run_variant(name: str, corpus: dict[str, Any], args: Any) -> dict[str, Any]:
     from audiovec.demo.run import DemoOptions, compose_base_model, train_recipe
     from audiovec.train.trainer import Trainer
 
-    options = DemoOptions(steps=args.steps, minutes=0, progress=False)
+    options = DemoOptions(steps=args.steps, minutes=0, progress=False, seed=args.seed)
     base = compose_base_model(options, args.work / "models" / _model_key(options))
     run_dir = args.work / "runs" / name
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -91,6 +95,7 @@ def run_variant(name: str, corpus: dict[str, Any], args: Any) -> dict[str, Any]:
         scores = score_sizes(model, Path(corpus["heldout"]), sizes)
     return {
         "variant": name,
+        "seed": args.seed,
         "matryoshka_dims": getattr(model.config, "matryoshka_dims", None),
         "steps": summary["steps"],
         "train_s": round(train_s, 1),
@@ -126,7 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {json.dumps(record['by_size'])} ({record['train_s']} s)", flush=True)
         write_json(
             "matryoshka_real",
-            {"machine": machine(), "corpus": corpus["counts"], "steps": args.steps, "variants": records},
+            {
+                "machine": machine(),
+                "corpus": corpus["counts"],
+                "steps": args.steps,
+                "seed": args.seed,
+                "variants": records,
+            },  # fmt: skip
             args.out,
             args.quick,
         )
