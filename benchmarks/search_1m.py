@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--noise", type=float, default=0.6, help="noise scale around each centre")
     parser.add_argument("--queries", type=int, default=None, help="queries (default 200; quick 20)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
+    parser.add_argument("--efs", default="16,32,64,128,256", help="HNSW search widths swept (comma list)")
     parser.add_argument("--workdir", type=Path, default=None, help="where tables and indexes are written")
     args = parser.parse_args(argv)
     threads = max(1, args.threads if args.threads != 1 else 2)  # the goal is stated for 2 cores
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     big = rows >= 500_000
     args.lance_nprobes_pq = [10, 20, 50, 100] if big else [5, 10, 20]
     args.lance_nprobes_hnsw = [5, 10, 20, 40] if big else [2, 5, 10]
-    efs = [16, 32, 64, 128, 256]
+    efs = [int(e) for e in args.efs.split(",") if e.strip()]
 
     rng = np.random.default_rng(0)
     centres = unit(rng, clusters, args.dim)
