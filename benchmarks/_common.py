@@ -46,6 +46,11 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, threads))
 
 
+def repeats_for(args: argparse.Namespace, full: int) -> int:
+    """``--repeats`` if given, else 1 with ``--quick`` and ``full`` without."""
+    return args.repeats or (1 if args.quick else full)
+
+
 def machine() -> dict[str, Any]:
     """CPU model, core count, load average, library versions: what the numbers came from."""
     import torch
@@ -125,6 +130,16 @@ def realistic_durations(n: int, seed: int = 0) -> list[float]:
     short = n - tens - long
     values = [10.0] * tens + list(rng.uniform(15.0, 30.0, long)) + list(rng.uniform(1.0, 5.0, short))
     return [float(values[i]) for i in rng.permutation(len(values))]
+
+
+def realistic_clips(n: int, seed: int = 0) -> list[np.ndarray]:
+    """``n`` speech clips of the retrieval mix of durations (``realistic_durations``), both drawn with ``seed``."""
+    return make_clips(realistic_durations(n, seed=seed), seed=seed)
+
+
+def audio_seconds(clips: Sequence[np.ndarray]) -> float:
+    """Total duration (s) of 16 kHz ``clips``."""
+    return sum(c.shape[0] for c in clips) / SAMPLE_RATE
 
 
 # ---------------------------------------------------------------------------------------------- timing
@@ -228,12 +243,24 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def paths_table(paths: dict[str, dict[str, Any]], columns: Sequence[str]) -> str:
+    """``table`` of per-path results (``summarise`` output), one row a path, ``path`` first, then ``columns``."""
+    return table([{"path": k, **v} for k, v in paths.items()], ["path", *columns])
+
+
 def write_json(name: str, data: dict[str, Any], out: Path | None = None, quick: bool = False) -> Path:
     """Write ``data`` (plus a timestamp) to ``out`` or ``benchmarks/results/<name>[_quick].json``."""
     path = out or RESULTS / (f"{name}_quick.json" if quick else f"{name}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"benchmark": name, "quick": quick, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **data}
     path.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
+    return path
+
+
+def write_result(name: str, data: dict[str, Any], args: argparse.Namespace) -> Path:
+    """``write_json`` to ``--out`` (quick-mode name with ``--quick``) and print where it went."""
+    path = write_json(name, data, args.out, args.quick)
+    print(f"wrote {path}")
     return path
 
 

@@ -24,15 +24,16 @@ from typing import Any
 import numpy as np
 
 from _common import (
+    audio_seconds,
     base_parser,
     interleaved,
     machine,
-    make_clips,
-    realistic_durations,
+    paths_table,
+    realistic_clips,
+    repeats_for,
     set_threads,
     summarise,
-    table,
-    write_json,
+    write_result,
 )
 
 MODEL = "audiovec-sounds"
@@ -105,7 +106,7 @@ def quality(models: dict[str, Any], manifest: Path) -> dict[str, Any]:
 def speed(models: dict[str, Any], clips: list[np.ndarray], repeats: int) -> dict[str, Any]:
     paths = {name: (lambda m=m: m.encode_audio(clips, sample_rate=16_000)) for name, m in models.items()}
     times = interleaved(paths, repeats)
-    seconds = sum(c.shape[0] for c in clips) / 16_000
+    seconds = audio_seconds(clips)
     result = summarise(times, "torch_fp32", len(clips))
     for row in result.values():
         row["audio_seconds_per_s"] = seconds / row["median_s"]
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     n_clips = args.clips or (4 if args.quick else 32)
     n_eval = args.eval_clips or (24 if args.quick else None)
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = repeats_for(args, full=3)
     own_work = args.work is None
     work = Path(tempfile.mkdtemp(prefix="bench-onnx-")) if own_work else args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             {"torch_fp32": torch_fp32, "onnx_fp32": onnx_fp32, "onnx_int8": onnx_int8}, manifest
         )
         print(record["quality"], flush=True)
-        clips = make_clips(realistic_durations(n_clips))
+        clips = realistic_clips(n_clips)
         models = {
             "torch_fp32": torch_fp32,
             "torch_bf16": torch_bf16,
@@ -170,16 +171,13 @@ def main(argv: list[str] | None = None) -> int:
         }
         record["speed"] = {
             "clips": n_clips,
-            "audio_seconds": round(sum(c.shape[0] for c in clips) / 16_000, 1),
+            "audio_seconds": round(audio_seconds(clips), 1),
             "repeats": repeats,
             "paths": speed(models, clips, repeats),
         }
-        rows_out = [{"path": k, **v} for k, v in record["speed"]["paths"].items()]
-        print(
-            table(rows_out, ["path", "median_s", "items_per_s", "audio_seconds_per_s", "speedup_vs_baseline"])
-        )
-        path = write_json("onnx", record, args.out, args.quick)
-        print(f"wrote {path}")
+        columns = ["median_s", "items_per_s", "audio_seconds_per_s", "speedup_vs_baseline"]
+        print(paths_table(record["speed"]["paths"], columns))
+        write_result("onnx", record, args)
     finally:
         if own_work:
             shutil.rmtree(work, ignore_errors=True)

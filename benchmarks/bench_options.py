@@ -20,15 +20,16 @@ import numpy as np
 import torch
 
 from _common import (
+    audio_seconds,
     base_parser,
     interleaved,
     machine,
-    make_clips,
-    realistic_durations,
+    paths_table,
+    realistic_clips,
+    repeats_for,
     set_threads,
     summarise,
-    table,
-    write_json,
+    write_result,
 )
 from _models import build_model
 from bench_encode import BATCH, SR, naive_encode
@@ -70,7 +71,7 @@ def compile_layers(model: Any) -> int:
 def bench_model(name: str, n_clips: int, repeats: int) -> dict[str, Any]:
     from transformers import WhisperFeatureExtractor
 
-    clips = make_clips(realistic_durations(n_clips, seed=1), seed=1)
+    clips = realistic_clips(n_clips, seed=1)
     fe = WhisperFeatureExtractor(feature_size=128)
     base, laid_out, compiled = build_model(name), build_model(name), build_model(name)
     applied = {
@@ -101,7 +102,7 @@ def bench_model(name: str, n_clips: int, repeats: int) -> dict[str, Any]:
     return {
         "model": name,
         "clips": n_clips,
-        "audio_seconds": sum(c.shape[0] for c in clips) / SR,
+        "audio_seconds": audio_seconds(clips),
         "applied": applied,
         "paths": stats,
         "max_abs_diff_vs_baseline": max_diff,
@@ -119,15 +120,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     set_threads(1)
     models = (args.models or ("tiny" if args.quick else "tiny,m1-2-2")).split(",")
-    repeats = args.repeats or (1 if args.quick else 5)
+    repeats = repeats_for(args, full=5)
     results = []
     for name in models:
         n = args.clips or (8 if args.quick else (64 if name == "tiny" else 16))
         res = bench_model(name, n, repeats)
         results.append(res)
         print(f"\n{name}: {n} clips, {res['audio_seconds']:.0f} s of audio, {repeats} rounds")
-        rows = [{"path": k, **v} for k, v in res["paths"].items()]
-        print(table(rows, ["path", "median_s", "items_per_s", "speedup_vs_baseline"]))
+        print(paths_table(res["paths"], ["median_s", "items_per_s", "speedup_vs_baseline"]))
         print(
             "max |diff| vs the default:", {k: f"{v:.1e}" for k, v in res["max_abs_diff_vs_baseline"].items()}
         )
@@ -137,8 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "config": {"batch_size": BATCH, "repeats": repeats, "length_mix": "as bench_encode.py"},
         "models": results,
     }
-    path = write_json("options", result, args.out, args.quick)
-    print(f"wrote {path}")
+    write_result("options", result, args)
     return result
 
 
