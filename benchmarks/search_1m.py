@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--queries", type=int, default=None, help="queries (default 200; quick 20)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
     parser.add_argument("--efs", default="16,32,64,128,256", help="HNSW search widths swept (comma list)")
+    parser.add_argument("--rescore", default="2", help="sidecar re-score multipliers swept (comma list)")
     parser.add_argument("--workdir", type=Path, default=None, help="where tables and indexes are written")
     args = parser.parse_args(argv)
     threads = max(1, args.threads if args.threads != 1 else 2)  # the goal is stated for 2 cores
@@ -242,6 +243,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.lance_nprobes_pq = [10, 20, 50, 100] if big else [5, 10, 20]
     args.lance_nprobes_hnsw = [5, 10, 20, 40] if big else [2, 5, 10]
     efs = [int(e) for e in args.efs.split(",") if e.strip()]
+    rescores = [int(m) for m in args.rescore.split(",") if m.strip()]
 
     rng = np.random.default_rng(0)
     centres = unit(rng, clusters, args.dim)
@@ -286,14 +288,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
                     return {"index_mb": (idx.dir / GRAPH_NAME).stat().st_size / 2**20, "dtype": "i8"}
 
-                def via_index(ef: int) -> Callable:
+                def via_index(ef: int, rescore: int) -> Callable:
                     def fn(q: np.ndarray) -> np.ndarray:
-                        hits = idx.search(q, K, ef=ef)
+                        hits = idx.search(q, K, ef=ef, rescore_multiplier=rescore)
                         return np.asarray([int(h.path[4:11]) * 8 + h.window for h in hits])
 
                     return fn
 
-                bench.run("audiovec_hnsw", build_sidecar, [({"ef": ef}, via_index(ef)) for ef in efs])
+                grid = [({"ef": ef, "rescore": m}, via_index(ef, m)) for ef in efs for m in rescores]
+                bench.run("audiovec_hnsw", build_sidecar, grid)
             elif method == "usearch_f32":
                 from usearch.index import Index
 

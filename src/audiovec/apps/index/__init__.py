@@ -343,11 +343,13 @@ class AudioIndex:
         With an ANN index, ``nprobes`` partitions are searched (default: an eighth of them, at least 20;
         more is slower and closer to exact), each with ``ef`` HNSW candidates (default :func:`default_ef`), and
         the candidates are re-ranked exactly. An int8 / binary index finds ``k * rescore_multiplier``
-        (default 4) candidates on its quantised copy and re-ranks them with the float vectors.
+        (default 4) candidates on its quantised copy and re-ranks them with the float vectors; an HNSW
+        sidecar re-scores ``k * rescore_multiplier`` graph candidates (default 2,
+        :data:`audiovec.ann.CANDIDATE_FACTOR`; more is closer to exact and reads more rows).
         """
         if k < 1:
             raise ValueError("k must be >= 1")
-        for name, value in (("nprobes", nprobes), ("ef", ef)):
+        for name, value in (("nprobes", nprobes), ("ef", ef), ("rescore_multiplier", rescore_multiplier)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if self.count() == 0:
@@ -367,7 +369,10 @@ class AudioIndex:
             ]
         if (hnsw := ann.sidecar(self)) is not None:
             hnsw.sync(self.table())  # a no-op unless another writer moved the table on
-            rows = hnsw.search(self.table(), query, k, ["path", "start", "end", "window"], ef=ef)
+            candidates = k * rescore_multiplier if rescore_multiplier else None
+            rows = hnsw.search(
+                self.table(), query, k, ["path", "start", "end", "window"], ef=ef, candidates=candidates
+            )
             return [Hit(r["path"], r["start"], r["end"], r["score"], r["window"]) for r in rows]
         builder = self.table().search(query).distance_type("cosine").limit(k)
         if self.has_ann():
