@@ -45,6 +45,7 @@ from lancedb.embeddings import EmbeddingFunction, EmbeddingFunctionConfig, get_r
 from pydantic import PrivateAttr
 
 from audiovec.errors import ConfigError
+from audiovec.model import AudioTextEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,6 @@ def cached_model(model: str, device: str | None = None, dtype: str | None = None
     key = (model, device, dtype)
     with _lock:
         if key not in _models:
-            from audiovec.model import AudioTextEmbedder
-
             _models[key] = AudioTextEmbedder.from_pretrained(model, device=device, dtype=dtype)
         return _models[key]
 

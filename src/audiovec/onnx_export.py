@@ -28,7 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from audiovec.errors import ConfigError
+from audiovec import __version__
+from audiovec.errors import CheckpointError, ConfigError
+from audiovec.model import CONFIG_NAME
 
 ONNX_MANIFEST = "onnx.json"
 AUDIO_GRAPH = "audio.onnx"
@@ -131,7 +133,6 @@ def export_onnx(model: Any, out: str | Path, int8: bool = False, opset: int = OP
             opset_version=opset,
             dynamo=False,
         )
-    from audiovec.model import CONFIG_NAME
 
     (out / CONFIG_NAME).write_text(json.dumps(model.config.to_json(), indent=2, sort_keys=True) + "\n")
     if model.tokenizer is not None:
@@ -204,7 +205,6 @@ def _kept_fp32(graph: Path) -> list[str]:
 
 
 def _write_manifest(out: Path, precision: str, opset: int) -> None:
-    from audiovec import __version__
 
     manifest = {
         "format": FORMAT,
@@ -228,7 +228,6 @@ def is_onnx_dir(path: Any) -> bool:
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
     """The export's ``onnx.json``; a :class:`CheckpointError` naming the folder when it is not an export."""
-    from audiovec.errors import CheckpointError
 
     file = Path(path) / ONNX_MANIFEST
     if not file.is_file():

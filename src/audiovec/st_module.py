@@ -30,8 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from audiovec.audio import SAMPLE_RATE
 from audiovec.discovery import AUDIO_EXTENSIONS
 from audiovec.errors import DataError
+from audiovec.evaluation.evaluate import encode_audio_refs
+from audiovec.evaluation.mteb import audio_item_to_ref
+from audiovec.model import AudioTextEmbedder
 
 # what save_pretrained writes for sentence-transformers lives in audiovec.model_card (plain JSON): saving
 # never imports sentence-transformers (about 10 s here)
@@ -51,8 +55,6 @@ def is_audio_input(item: Any) -> bool:
 
 def _audio_ref(item: Any) -> Any:
     """One audio input → what ``AudioTextEmbedder.encode_audio``/``encode_audio_refs`` read."""
-    from audiovec.audio import SAMPLE_RATE
-    from audiovec.evaluation.mteb import audio_item_to_ref
 
     if isinstance(item, dict) and "audio" in item:
         item = item["audio"]
@@ -131,7 +133,6 @@ if InputModule is not None:
 
         def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
             """Embed with the model's own encoders; returns ``sentence_embedding`` (N, D) float32 unit rows."""
-            from audiovec.evaluation.evaluate import encode_audio_refs
 
             n = int(features["audiovec_n"])
             out = np.zeros((n, self.model.embedding_dim), dtype=np.float32)
@@ -171,7 +172,6 @@ if InputModule is not None:
             **kwargs: Any,
         ) -> AudiovecModule:
             """Load the audiovec model of the folder (hub ids are downloaded by sentence-transformers)."""
-            from audiovec.model import AudioTextEmbedder
 
             folder = cls.load_dir_path(
                 model_name_or_path,

@@ -21,8 +21,11 @@ from audiovec.data.datasets import (
     SampleKey,
     collate_audio_text,
 )
+from audiovec.data.fsdd import bundled_files as fsdd_files
+from audiovec.data.manifest import read_manifest
 from audiovec.data.text_pairs import TextPairDataset, collate_text_pairs
 from audiovec.errors import ConfigError
+from audiovec.features import LogMelExtractor
 from audiovec.train.batches import AudioCaptionBatch, TextPairBatch, Tokens
 from audiovec.train.config import Recipe
 from audiovec.train.loss import label_keys, text_keys
@@ -35,7 +38,6 @@ def fsdd_rows(n: int | None = None, split: str = "train", dev_every: int = 10) -
     """Manifest rows for the bundled FSDD speech digits (tiny recipes, tests): ``{digit}_{speaker}_{k}.wav``
     → captions "a man saying seven" / "seven spoken by george", label the digit word. Recordings with
     ``k % dev_every == 0`` form the dev split."""
-    from audiovec.data.fsdd import bundled_files as fsdd_files
 
     rows = []
     for path in fsdd_files():
@@ -93,7 +95,6 @@ def audio_dataset(
 def _balanced(parts: list[tuple[Any, float]], key: str, kw: dict[str, Any], seed: int) -> MixtureDataset:
     """One mixture part per group of rows (``row[key]``, else its source, else itself), drawn in proportion
     to ``entry weight * sqrt(group size)``; an epoch still draws as many samples as there are rows."""
-    from audiovec.data.manifest import read_manifest
 
     groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for n, (source, _) in enumerate(parts):
@@ -158,7 +159,6 @@ def _tokens(tokenizer: Any, texts: list[str]) -> Tokens:
 
 @functools.lru_cache(maxsize=4)
 def _extractor(n_mels: int, min_seconds: float = 0.0) -> Any:
-    from audiovec.features import LogMelExtractor
 
     return LogMelExtractor(n_mels, min_seconds=min_seconds)
 

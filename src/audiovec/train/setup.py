@@ -9,8 +9,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from audiovec.build.prune import select_layers
 from audiovec.dist import join_from_env, local_device
 from audiovec.errors import ConfigError
+from audiovec.model import AudioTextEmbedder
+from audiovec.tiny import tiny_embedder
+from audiovec.towers import TokenCache
 from audiovec.train.config import ModelSpec, Recipe, TrainSpec
 
 log = logging.getLogger(__name__)
@@ -28,10 +32,7 @@ def setup_distributed() -> tuple[int, int, torch.device]:
 def build_model(spec: ModelSpec, recipe: Recipe) -> nn.Module:
     """The starting model: a saved folder, or a tiny test model (optionally with backbone layers dropped)."""
     if spec.path is not None:
-        from audiovec.model import AudioTextEmbedder
-
         return AudioTextEmbedder.from_pretrained(recipe.resolve(spec.path))
-    from audiovec.tiny import tiny_embedder
 
     tiny = dict(spec.tiny or {})
     keep = tiny.pop("keep_layers", None)
@@ -48,7 +49,6 @@ def build_model(spec: ModelSpec, recipe: Recipe) -> nn.Module:
 
 def keep_layers(model: nn.Module, keep: int | list[int]) -> None:
     """Drop backbone layers in memory, choosing them like ``audiovec prune`` does."""
-    from audiovec.build.prune import select_layers
 
     layers = model.backbone.layers
     chosen = select_layers(len(layers), keep)
@@ -103,8 +103,6 @@ def configure_trainable(model: nn.Module, spec: TrainSpec) -> None:
     if not any(p.requires_grad for p in model.parameters()):
         raise ConfigError(f"train.trainable {spec.trainable!r}: nothing to train")
     if audio and spec.cache_tower and not any(p.requires_grad for p in model.tower.parameters()):
-        from audiovec.towers import TokenCache
-
         model.tower.token_cache = TokenCache(max_bytes=int(spec.cache_tower_gb * (1 << 30)))
 
 
