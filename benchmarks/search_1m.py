@@ -226,6 +226,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
     parser.add_argument("--efs", default="16,32,64,128,256", help="HNSW search widths swept (comma list)")
     parser.add_argument("--rescore", default="2", help="sidecar re-score multipliers swept (comma list)")
+    parser.add_argument(
+        "--connectivity", type=int, default=16, help="usearch graph degree (sidecar, usearch)"
+    )
+    parser.add_argument(
+        "--expansion-add", type=int, default=64, help="usearch build width (sidecar, usearch)"
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="where tables and indexes are written")
     args = parser.parse_args(argv)
     threads = max(1, args.threads if args.threads != 1 else 2)  # the goal is stated for 2 cores
@@ -283,10 +289,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 idx = bench.index()
 
                 def build_sidecar() -> dict[str, Any]:
-                    idx.build_index("hnsw", dtype="i8", threads=threads)
+                    idx.build_index(
+                        "hnsw",
+                        dtype="i8",
+                        threads=threads,
+                        connectivity=args.connectivity,
+                        expansion_add=args.expansion_add,
+                    )
                     from audiovec.ann import GRAPH_NAME
 
-                    return {"index_mb": (idx.dir / GRAPH_NAME).stat().st_size / 2**20, "dtype": "i8"}
+                    size = (idx.dir / GRAPH_NAME).stat().st_size / 2**20
+                    return {"index_mb": size, "dtype": "i8", "connectivity": args.connectivity,
+                            "expansion_add": args.expansion_add}  # fmt: skip
 
                 def via_index(ef: int, rescore: int) -> Callable:
                     def fn(q: np.ndarray) -> np.ndarray:
@@ -300,7 +314,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             elif method == "usearch_f32":
                 from usearch.index import Index
 
-                graph = Index(ndim=args.dim, metric="cos", dtype="f32", connectivity=16, expansion_add=64)
+                graph = Index(ndim=args.dim, metric="cos", dtype="f32", connectivity=args.connectivity,
+                              expansion_add=args.expansion_add)  # fmt: skip
 
                 def build_usearch() -> dict[str, Any]:
                     graph.add(np.arange(rows, dtype=np.uint64), x, threads=threads)
