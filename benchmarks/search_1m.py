@@ -250,6 +250,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.lance_nprobes_hnsw = [5, 10, 20, 40] if big else [2, 5, 10]
     efs = [int(e) for e in args.efs.split(",") if e.strip()]
     rescores = [int(m) for m in args.rescore.split(",") if m.strip()]
+    from audiovec import ann
+
+    args.connectivity = args.connectivity or ann.DEFAULT_CONNECTIVITY
+    args.expansion_add = args.expansion_add or ann.DEFAULT_EXPANSION_ADD
 
     rng = np.random.default_rng(0)
     centres = unit(rng, clusters, args.dim)

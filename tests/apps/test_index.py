@@ -273,6 +273,26 @@ def test_cli_index_then_search_text_and_audio(tiny_model_dir, model, clips, tmp_
     assert main(["search", "--db", str(tmp_path / "nothing"), "dog"]) == 1
 
 
+def test_cli_index_ann_switches_between_the_hnsw_graph_and_lancedb(tiny_model_dir, clips, tmp_path, capsys):
+    """``--ann hnsw`` builds the sidecar graph at any size and search goes through it (a clip finds itself);
+    a later run without ``--ann`` keeps it in sync; ``--ann lancedb`` drops it for LanceDB's own index."""
+    from audiovec import ann
+
+    db = tmp_path / "db"
+    base = ["index", str(tiny_model_dir), "--db", str(db), "--json"]
+    assert main([*base, *map(str, clips[:3]), "--ann", "hnsw"]) == 0
+    assert json.loads(capsys.readouterr().out)["ann_built"] is True and ann.exists(db)
+    assert main([*base, *map(str, clips)]) == 0  # no --ann: the graph stays and follows the new rows
+    capsys.readouterr()
+    index = AudioIndex(db)
+    assert ann.exists(db) and len(ann.sidecar(index).graph) == index.count() > 3
+    assert main(["search", "--db", str(db), "--audio", str(clips[-1]), "-k", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["path"] == str(clips[-1])
+    assert main([*base, *map(str, clips), "--ann", "lancedb"]) == 0
+    assert json.loads(capsys.readouterr().out)["ann_built"] is True and not ann.exists(db)
+    assert AudioIndex(db).has_ann()
+
+
 def test_embed_source_equals_encode_audio_for_long_file(model, long_file):
     streamed = embed_source(model, long_file, window_seconds=model.config.window_seconds)
     assert np.dot(streamed, model.encode_audio(str(long_file))) == pytest.approx(1.0, abs=1e-5)

@@ -49,8 +49,9 @@ def run_encode(args: argparse.Namespace, model: str, inputs: list[str]) -> int:
     return 1 if report.failed else 0
 
 
-def run_index(args: argparse.Namespace, model: str, paths: list[str]) -> int:
-    """``index --engine ray``: the same LanceDB index, embedded by Ray actors."""
+def run_index(args: argparse.Namespace, model: str, paths: list[str]) -> object | int:
+    """``index --engine ray``: the same LanceDB index, embedded by Ray actors; its report (an exit code
+    when the arguments are refused)."""
     from audiovec.ray_engine import index_files
 
     if getattr(args, "dim", None) is not None or getattr(args, "precision", None) not in (None, "float32"):
@@ -59,7 +60,7 @@ def run_index(args: argparse.Namespace, model: str, paths: list[str]) -> int:
         )
         return 2
 
-    report = index_files(
+    return index_files(
         model,
         paths,
         args.db,
@@ -69,7 +70,6 @@ def run_index(args: argparse.Namespace, model: str, paths: list[str]) -> int:
         ann_threshold=args.ann_threshold,
         rebuild=args.rebuild,
     )
-    return print_index_report(report, args.json)
 
 
 def print_index_report(report: object, as_json: bool) -> int:

@@ -39,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="search a quantised copy and re-score the best candidates with floats (default float32)",
     )
+    p.add_argument(
+        "--ann",
+        choices=("hnsw", "lancedb"),
+        default=None,
+        help="hnsw: keep a usearch HNSW graph beside the table (any size; ~6 ms at 1M rows); lancedb: "
+        "LanceDB's own IVF-HNSW index past --ann-threshold (default: whichever the index uses)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_engine_args(p)
     p.set_defaults(func=run)
@@ -52,7 +59,10 @@ def run(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         from audiovec.cli.engine_args import run_index
 
-        return run_index(args, name, paths)
+        report = run_index(args, name, paths)
+        if isinstance(report, int):
+            return report
+        return _finish(args, report)
     model = AudioTextEmbedder.from_pretrained(name)
     report = AudioIndex(args.db).add(
         model,
@@ -66,4 +76,17 @@ def run(args: argparse.Namespace) -> int:
         dim=args.dim,
         precision=args.precision,
     )
+    return _finish(args, report)
+
+
+def _finish(args: argparse.Namespace, report) -> int:
+    """Switch the ANN kind when ``--ann`` asks for another one than the index has, then print the report."""
+    from audiovec import ann
+    from audiovec.apps.index import AudioIndex
+
+    index = AudioIndex(args.db)
+    has_graph = ann.exists(index.dir)
+    if args.ann is not None and (args.ann == "hnsw") != has_graph and index.count():
+        index.build_index(args.ann)
+        report.ann_built = True
     return print_index_report(report, args.json)
