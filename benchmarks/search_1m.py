@@ -227,10 +227,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--efs", default="16,32,64,128,256", help="HNSW search widths swept (comma list)")
     parser.add_argument("--rescore", default="2", help="sidecar re-score multipliers swept (comma list)")
     parser.add_argument(
-        "--connectivity", type=int, default=16, help="usearch graph degree (sidecar, usearch)"
+        "--connectivity", type=int, default=None, help="usearch graph degree (default: audiovec's)"
     )
     parser.add_argument(
-        "--expansion-add", type=int, default=64, help="usearch build width (sidecar, usearch)"
+        "--expansion-add", type=int, default=None, help="usearch build width (default: audiovec's)"
     )
     parser.add_argument("--workdir", type=Path, default=None, help="where tables and indexes are written")
     args = parser.parse_args(argv)

@@ -54,6 +54,11 @@ def exists(folder: str | os.PathLike) -> bool:
     return (Path(folder) / META_NAME).is_file()
 
 
+def check_available() -> None:
+    """Raise a ConfigError naming the extra when usearch is not installed (before any long work)."""
+    _usearch()
+
+
 def drop(folder: str | os.PathLike) -> None:
     """Delete the sidecar files of ``folder`` (the table was dropped or the graph is no longer wanted)."""
     for name in (META_NAME, GRAPH_NAME):
@@ -228,4 +233,4 @@ def sidecar(index: Any) -> HnswSidecar | None:
     return cached
 
 
-__all__ = ["HnswSidecar", "drop", "exists", "sidecar", "table_row_ids"]
+__all__ = ["HnswSidecar", "check_available", "drop", "exists", "sidecar", "table_row_ids"]

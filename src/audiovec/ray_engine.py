@@ -329,6 +329,7 @@ def index_files(
     batch_files: int = 16,
     ann_threshold: int | None = None,
     rebuild: bool = False,
+    ann_kind: str | None = None,
 ) -> Any:
     """``AudioIndex(db).add(...)`` with the embedding done by Ray workers; returns an ``IndexReport``."""
     import pyarrow as pa
@@ -337,26 +338,25 @@ def index_files(
         COMMIT_ROWS,
         DEFAULT_ANN_THRESHOLD,
         AudioIndex,
-        IndexStoreError,
         collect_audio_files,
         model_ref,
         window_schema,
     )
+    from audiovec.apps.index.writer import check_ann_kind
     from audiovec.evaluation.evaluate import model_fingerprint
     from audiovec.model import AudioTextEmbedder
 
     config = config or EngineConfig()
+    files = collect_audio_files(paths)  # before anything is written: a bad path changes nothing
+    check_ann_kind(ann_kind, AudioIndex(db).meta().get("precision"))
     ray = _ray(config)
     local = AudioTextEmbedder.from_pretrained(model)  # the driver needs the fingerprint and size only
     fingerprint, dim = model_fingerprint(local), local.embedding_dim
     window_s = float(window_seconds or local.config.window_seconds)
     del local
     index = AudioIndex(db)
-    meta = index.meta()
-    if meta and meta.get("dim") not in (None, dim):
-        raise IndexStoreError(f"{index.dir}: built with {meta['dim']}-d vectors, this model gives {dim}-d")
     writer = index.writer(fingerprint, window_s, dim, model_dir=model, rebuild=rebuild)
-    todo = writer.plan(collect_audio_files(paths))
+    todo = writer.plan(files)
     if todo:
         ds = _paths_dataset(ray, [{"path": key, "hash": digest} for key, digest in todo], config)
         schema = window_schema(dim)
@@ -378,7 +378,7 @@ def index_files(
                 writer.commit(pending)
                 pending = []
         writer.commit(pending)
-    return writer.finish(DEFAULT_ANN_THRESHOLD if ann_threshold is None else ann_threshold)
+    return writer.finish(DEFAULT_ANN_THRESHOLD if ann_threshold is None else ann_threshold, ann_kind)
 
 
 __all__ = [

@@ -90,7 +90,8 @@ def test_recall_floor_on_clustered_data(planted) -> None:
 
 def test_rescore_multiplier_widens_the_exactly_rescored_candidates(planted, monkeypatch) -> None:
     """``rescore_multiplier`` m re-scores k * m graph candidates (default 2 * k): more candidates never lose
-    recall at a narrow search width, and the rows read from LanceDB grow accordingly."""
+    recall at ef 16, and the rows read from LanceDB grow accordingly. (The graph's search width is at least the
+    candidates asked for, so a larger multiplier also widens the graph search: both are what it buys.)"""
     index, x = planted
     queries = clustered(np.random.default_rng(3), 40)
     read: list[int] = []

@@ -274,14 +274,17 @@ def test_cli_index_then_search_text_and_audio(tiny_model_dir, model, clips, tmp_
 
 
 def test_cli_index_ann_switches_between_the_hnsw_graph_and_lancedb(tiny_model_dir, clips, tmp_path, capsys):
-    """``--ann hnsw`` builds the sidecar graph at any size and search goes through it (a clip finds itself);
-    a later run without ``--ann`` keeps it in sync; ``--ann lancedb`` drops it for LanceDB's own index."""
+    """``--ann hnsw`` builds the sidecar graph at any size, instead of LanceDB's index even past the threshold,
+    and search goes through it (a clip finds itself); a later run without ``--ann`` keeps it in sync;
+    ``--ann lancedb`` drops it for LanceDB's own index past the threshold. A quantised index refuses a graph
+    before anything is embedded."""
     from audiovec import ann
 
     db = tmp_path / "db"
-    base = ["index", str(tiny_model_dir), "--db", str(db), "--json"]
+    base = ["index", str(tiny_model_dir), "--db", str(db), "--json", "--ann-threshold", "1"]
     assert main([*base, *map(str, clips[:3]), "--ann", "hnsw"]) == 0
     assert json.loads(capsys.readouterr().out)["ann_built"] is True and ann.exists(db)
+    assert not AudioIndex(db).table().list_indices()  # no LanceDB index trained for nothing
     assert main([*base, *map(str, clips)]) == 0  # no --ann: the graph stays and follows the new rows
     capsys.readouterr()
     index = AudioIndex(db)
@@ -291,6 +294,19 @@ def test_cli_index_ann_switches_between_the_hnsw_graph_and_lancedb(tiny_model_di
     assert main([*base, *map(str, clips), "--ann", "lancedb"]) == 0
     assert json.loads(capsys.readouterr().out)["ann_built"] is True and not ann.exists(db)
     assert AudioIndex(db).has_ann()
+    quantised = tmp_path / "int8"
+    argv = ["index", str(tiny_model_dir), *map(str, clips), "--db", str(quantised), "--precision", "int8"]
+    assert main([*argv, "--ann", "hnsw"]) == 1
+    assert "HNSW graph searches float32" in capsys.readouterr().err and AudioIndex(quantised).count() == 0
+
+
+def test_writer_refuses_another_vector_size_before_touching_the_metadata(model, clips, tmp_path):
+    index = AudioIndex(tmp_path / "db")
+    index.add(model, clips[:2])
+    meta = index.meta()
+    with pytest.raises(IndexStoreError, match=f"stores {model.embedding_dim}-d vectors"):
+        index.writer(meta["fingerprint"], meta["window_seconds"], model.embedding_dim // 2)
+    assert index.meta() == meta
 
 
 def test_embed_source_equals_encode_audio_for_long_file(model, long_file):

@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from audiovec.apps.index import IndexReport
 
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:
@@ -49,7 +53,7 @@ def run_encode(args: argparse.Namespace, model: str, inputs: list[str]) -> int:
     return 1 if report.failed else 0
 
 
-def run_index(args: argparse.Namespace, model: str, paths: list[str]) -> object | int:
+def run_index(args: argparse.Namespace, model: str, paths: list[str]) -> IndexReport | int:
     """``index --engine ray``: the same LanceDB index, embedded by Ray actors; its report (an exit code
     when the arguments are refused)."""
     from audiovec.ray_engine import index_files
@@ -69,6 +73,7 @@ def run_index(args: argparse.Namespace, model: str, paths: list[str]) -> object 
         batch_files=args.batch_files,
         ann_threshold=args.ann_threshold,
         rebuild=args.rebuild,
+        ann_kind=getattr(args, "ann", None),
     )
 
 

@@ -43,8 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--ann",
         choices=("hnsw", "lancedb"),
         default=None,
-        help="hnsw: keep a usearch HNSW graph beside the table (any size; ~6 ms at 1M rows); lancedb: "
-        "LanceDB's own IVF-HNSW index past --ann-threshold (default: whichever the index uses)",
+        help="hnsw: keep a usearch HNSW graph beside the table (any size; ~6 ms at 1M rows); lancedb: drop "
+        "it for LanceDB's own IVF-HNSW index past --ann-threshold (default: whichever the index uses)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_engine_args(p)
@@ -60,9 +60,7 @@ def run(args: argparse.Namespace) -> int:
         from audiovec.cli.engine_args import run_index
 
         report = run_index(args, name, paths)
-        if isinstance(report, int):
-            return report
-        return _finish(args, report)
+        return report if isinstance(report, int) else print_index_report(report, args.json)
     model = AudioTextEmbedder.from_pretrained(name)
     report = AudioIndex(args.db).add(
         model,
@@ -75,18 +73,6 @@ def run(args: argparse.Namespace) -> int:
         rebuild=args.rebuild,
         dim=args.dim,
         precision=args.precision,
+        ann_kind=args.ann,
     )
-    return _finish(args, report)
-
-
-def _finish(args: argparse.Namespace, report) -> int:
-    """Switch the ANN kind when ``--ann`` asks for another one than the index has, then print the report."""
-    from audiovec import ann
-    from audiovec.apps.index import AudioIndex
-
-    index = AudioIndex(args.db)
-    has_graph = ann.exists(index.dir)
-    if args.ann is not None and (args.ann == "hnsw") != has_graph and index.count():
-        index.build_index(args.ann)
-        report.ann_built = True
     return print_index_report(report, args.json)

@@ -31,7 +31,7 @@ from audiovec.apps.index.params import (
 from audiovec.apps.index.results import Hit, IndexReport
 from audiovec.apps.index.rows import WindowRows, window_schema
 from audiovec.apps.index.shards import COMMIT_ROWS, ShardWriter, merge_shards, plan_sharded
-from audiovec.apps.index.writer import IndexWriter, stored_windows
+from audiovec.apps.index.writer import IndexWriter, check_ann_kind, stored_windows
 from audiovec.data.exclude import file_sha256
 from audiovec.dims import truncate_embeddings
 from audiovec.discovery import collect_audio_files
@@ -123,13 +123,16 @@ class AudioIndex:
         model = self.meta().get("model_dir")
         return function_metadata(model, dim) if model else {}
 
-    def add_embedding_metadata(self) -> bool:
+    def add_embedding_metadata(self, rebuild_ann: bool = True) -> bool:
         """Give a table written before indexes named their model to LanceDB (no ``embedding_functions``
         schema metadata, so plain ``lancedb`` cannot search it by string) that metadata; True if it did.
 
         LanceDB cannot change a table's schema metadata in place, so the rows are rewritten once as a new
-        table version (an atomic overwrite: a kill leaves the old version; no vector is recomputed). Row ids
-        change, so an HNSW sidecar is rebuilt, and LanceDB's own ANN index if the table had one.
+        table version (an atomic overwrite: a kill leaves the old version; no vector is recomputed; the old
+        version's files stay on disk until the table's versions are cleaned up). Row ids change, so an HNSW
+        sidecar is emptied first (a kill then leaves an empty graph that the next sync fills, never a stale
+        one) and refilled; LanceDB's own ANN index is rebuilt when the table had one and ``rebuild_ann``
+        (``add`` passes False: its last step rebuilds it anyway). Holds the rows in memory once.
         """
         model = self.meta().get("model_dir")
         if not model or self.count() == 0:
@@ -142,12 +145,15 @@ class AudioIndex:
         schema = table.schema.with_metadata({**current, **self._embedding_function_metadata(dim)})
         had_ann = any("vector" in i.columns for i in table.list_indices())
         log.info("%s: adding LanceDB embedding metadata (rewriting %d rows once)", self.dir, self.count())
+        hnsw = ann.sidecar(self)
+        if hnsw is not None:
+            hnsw.reset()
         rows = table.to_arrow().replace_schema_metadata(schema.metadata)
         self._table = self._db.create_table(self.table_name, data=rows, schema=schema, mode="overwrite")
-        if (hnsw := ann.sidecar(self)) is not None:
-            hnsw.reset()
+        del rows
+        if hnsw is not None:
             hnsw.sync(self._table)
-        elif had_ann:
+        elif had_ann and rebuild_ann:
             self.ensure_ann(0)
         return True
 
@@ -169,10 +175,10 @@ class AudioIndex:
     def drop_table(self) -> None:
         """Remove every row (and an HNSW sidecar's graph: a new table numbers its rows afresh)."""
         if self.table_name in self._table_names():
+            if (hnsw := ann.sidecar(self)) is not None:
+                hnsw.reset()  # first: a kill in between leaves an empty graph, never one naming old rows
             self._db.drop_table(self.table_name)
             self._table = None
-            if (hnsw := ann.sidecar(self)) is not None:
-                hnsw.reset()
 
     # ------------------------------------------------------------------ building
     def add(
@@ -191,13 +197,16 @@ class AudioIndex:
         rebuild: bool = False,
         dim: int | None = None,
         precision: str | None = None,
+        ann_kind: str | None = None,
     ) -> IndexReport:
         """Index ``paths`` (files or folders) with ``model``; see the module docstring for the guarantees.
 
         ``dim``: store vectors truncated to this size (``truncate_dim``; default: the size the index was
         built with, else the model's); queries must then have this size. ``precision``: ``"int8"`` or
         ``"binary"`` searches a quantised copy and re-scores the best candidates with the float vectors
-        (:mod:`audiovec.index_quantized`); default: the index's, else ``"float32"``.
+        (:mod:`audiovec.index_quantized`); default: the index's, else ``"float32"``. ``ann_kind``:
+        ``"hnsw"`` keeps an HNSW graph beside the table (any size), ``"lancedb"`` LanceDB's own index past
+        ``ann_threshold``; default: whichever the index has (see :meth:`IndexWriter.finish`).
 
         With ``world > 1`` (default: from ``torch.distributed`` when initialised) this rank embeds only its
         share and rank 0 commits every rank's rows; all ranks must call it with the same arguments.
@@ -205,8 +214,10 @@ class AudioIndex:
         """
         if rank is None or world is None:
             rank, world = group_world()
+        files = collect_audio_files(paths)  # before anything is written: a bad path changes nothing
         meta = self.meta()
         dim = index_dim(meta, model, dim, self.dir)
+        check_ann_kind(ann_kind, precision or meta.get("precision"))
         cut = None if dim == model.embedding_dim else dim
         writer = self.writer(
             model_fingerprint(model),
@@ -220,7 +231,6 @@ class AudioIndex:
             world=world,
         )
         rows = WindowRows(writer.fingerprint, writer.window_s, cut, batch_size)
-        files = collect_audio_files(paths)
         todo = writer.plan(files) if world == 1 else plan_sharded(writer, files, rank, world)
         shard = ShardWriter(self.dir, rank, world, window_schema(dim)) if world > 1 else None
         for start in range(0, len(todo), max(1, batch_files)):
@@ -244,7 +254,7 @@ class AudioIndex:
             merge_shards(writer, shard)
             if rank != 0:
                 return writer.report
-        return writer.finish(ann_threshold)
+        return writer.finish(ann_threshold, ann_kind)
 
     def writer(
         self,
@@ -265,6 +275,8 @@ class AudioIndex:
         Under ``world > 1`` only rank 0 touches the folder."""
         meta = self.meta()
         precision = check_index_precision(precision or meta.get("precision") or "float32")
+        if meta.get("dim") not in (None, dim):
+            raise IndexStoreError(f"{self.dir}: stores {meta['dim']}-d vectors, this run writes {dim}-d ones")
         if meta.get("fingerprint") not in (None, fingerprint):
             if not rebuild:
                 raise IndexStoreError(
@@ -288,7 +300,7 @@ class AudioIndex:
                     "window_seconds": float(window_s),
                 }
             )
-            self.add_embedding_metadata()  # an index from before tables named their model
+            self.add_embedding_metadata(rebuild_ann=False)  # an index from before tables named their model
         return IndexWriter(self, fingerprint, window_s, dim, read_state=rank == 0 or world == 1)
 
     def ensure_ann(self, threshold: int = DEFAULT_ANN_THRESHOLD) -> bool:
@@ -312,13 +324,17 @@ class AudioIndex:
             return True
         return self.count() > 0 and any("vector" in i.columns for i in self.table().list_indices())
 
+    def drop_hnsw(self) -> None:
+        """Remove the HNSW sidecar (search falls back to LanceDB: its ANN index, else exact)."""
+        ann.drop(self.dir)
+        self.__dict__.pop("_hnsw", None)
+
     def build_index(self, kind: str = "hnsw", **options: Any) -> None:
         """Build an HNSW graph (usearch, :mod:`audiovec.ann`) beside the table; from then on ``add`` keeps
         it in sync and ``search`` uses it. ``options``: ``dtype`` ("i8", "f16", "f32"), ``connectivity``,
         ``expansion_add``, ``ef``, ``threads``. ``kind="lancedb"`` drops it and rebuilds LanceDB's own."""
         if kind == "lancedb":
-            ann.drop(self.dir)
-            self.__dict__.pop("_hnsw", None)
+            self.drop_hnsw()
             self.ensure_ann(0)
             return
         if kind != "hnsw":

@@ -9,13 +9,34 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from audiovec import ann
 from audiovec.apps.index.results import IndexReport
 from audiovec.data.exclude import file_sha256
+from audiovec.errors import ConfigError
 
 if TYPE_CHECKING:
     from audiovec.apps.index import AudioIndex
 
 StoredKey = tuple[str, str, float]  # (hash, model fingerprint, window_s) of a file's stored rows
+
+
+ANN_KINDS = ("hnsw", "lancedb")
+
+
+def check_ann_kind(kind: str | None, precision: str | None) -> None:
+    """Refuse an unknown ``kind``, an HNSW graph on a quantised index (its search uses the quantised copy,
+    so the graph would never be read), and a missing usearch, before any file is embedded."""
+    if kind is None:
+        return
+    if kind not in ANN_KINDS:
+        raise ConfigError(f"ann kind must be one of {', '.join(ANN_KINDS)}, got {kind!r}")
+    if kind == "hnsw":
+        if precision not in (None, "float32"):
+            raise ConfigError(
+                f"an HNSW graph searches float32 vectors; this index searches its {precision} copy "
+                "(use one or the other)"
+            )
+        ann.check_available()
 
 
 def stored_windows(index: AudioIndex) -> tuple[dict[str, dict[StoredKey, set[int]]], dict[tuple, int]]:
@@ -98,10 +119,23 @@ class IndexWriter:
             else:
                 self.report.added.append(key)
 
-    def finish(self, ann_threshold: int) -> IndexReport:
-        """(Re)build or sync the ANN index when rows were added (or none exists yet); the run's report."""
-        if self.report.rows_added or not self.index.has_ann():
-            self.report.ann_built = self.index.ensure_ann(ann_threshold)
+    def finish(self, ann_threshold: int, kind: str | None = None) -> IndexReport:
+        """The ANN step, then the run's report. ``kind`` None keeps the index's kind: an HNSW sidecar is
+        synced, LanceDB's index (re)built past ``ann_threshold`` rows, when rows were added or none exists.
+        ``"hnsw"`` builds the sidecar when there is none (instead of LanceDB's index, at any size);
+        ``"lancedb"`` drops a sidecar and falls back to LanceDB's index past the threshold."""
+        index = self.index
+        has_graph = ann.exists(index.dir)
+        if kind == "hnsw" and not has_graph and index.count():
+            index.build_index("hnsw")
+            self.report.ann_built = True
+            return self.report
+        if kind == "lancedb" and has_graph:
+            index.drop_hnsw()
+            self.report.ann_built = index.ensure_ann(ann_threshold)
+            return self.report
+        if self.report.rows_added or not index.has_ann():
+            self.report.ann_built = index.ensure_ann(ann_threshold)
         return self.report
 
     def _delete_except(self, path: str, keep: StoredKey) -> None:
