@@ -11,8 +11,9 @@ A search asks the graph for ``candidates`` row ids, fetches those rows from Lanc
 are exact cosines of real rows and int8 graph vectors (``dtype="i8"``, 4x smaller) cost no precision in
 the scores, only (measured) recall.
 
-Sync: LanceDB row ids of existing rows do not change on ``add`` or ``delete`` (only compaction, which
-audiovec never runs, renumbers them; rebuild after ``table.optimize()``). :meth:`HnswSidecar.sync` diffs the
+Sync: LanceDB row ids of existing rows do not change on ``add`` or ``delete`` (compaction, which audiovec
+never runs, renumbers them, and so does the one-time overwrite of ``AudioIndex.add_embedding_metadata``,
+which empties and refills the graph itself; rebuild after ``table.optimize()``). :meth:`HnswSidecar.sync` diffs the
 table's row ids with the graph's keys, adds the new rows and removes the deleted ones; ``AudioIndex.add``
 calls it after every run, and a search first syncs when the table version moved (another writer).
 """
