@@ -59,10 +59,9 @@ def test_encode_sharded_under_torchrun(tiny_model_dir, fsdd_clips, tmp_path):
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",  # a free rendezvous port: a fixed one fails when anything else holds it
         "--nproc_per_node",
         "2",
-        "--master_port",
-        "29531",
         "-m",
         "audiovec.cli",
         "encode",

@@ -262,6 +262,7 @@ def gather_shards(
     for v, e in gathered:
         all_vectors.update(v)
         all_errors.update(e)
+    dist.barrier()  # no rank tears gloo down while another still reads its share (it would abort)
     dist.destroy_process_group()
     return all_vectors, all_errors
 
