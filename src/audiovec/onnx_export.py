@@ -205,7 +205,6 @@ def _kept_fp32(graph: Path) -> list[str]:
 
 
 def _write_manifest(out: Path, precision: str, opset: int) -> None:
-
     manifest = {
         "format": FORMAT,
         "precision": precision,
@@ -228,7 +227,6 @@ def is_onnx_dir(path: Any) -> bool:
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
     """The export's ``onnx.json``; a :class:`CheckpointError` naming the folder when it is not an export."""
-
     file = Path(path) / ONNX_MANIFEST
     if not file.is_file():
         raise CheckpointError(

@@ -342,20 +342,18 @@ def index_files(
         model_ref,
         window_schema,
     )
-    from audiovec.apps.index.writer import check_ann_kind
     from audiovec.evaluation.evaluate import model_fingerprint
     from audiovec.model import AudioTextEmbedder
 
     config = config or EngineConfig()
     files = collect_audio_files(paths)  # before anything is written: a bad path changes nothing
-    check_ann_kind(ann_kind, AudioIndex(db).meta().get("precision"))
     ray = _ray(config)
     local = AudioTextEmbedder.from_pretrained(model)  # the driver needs the fingerprint and size only
     fingerprint, dim = model_fingerprint(local), local.embedding_dim
     window_s = float(window_seconds or local.config.window_seconds)
     del local
     index = AudioIndex(db)
-    writer = index.writer(fingerprint, window_s, dim, model_dir=model, rebuild=rebuild)
+    writer = index.writer(fingerprint, window_s, dim, model_dir=model, rebuild=rebuild, ann_kind=ann_kind)
     todo = writer.plan(files)
     if todo:
         ds = _paths_dataset(ray, [{"path": key, "hash": digest} for key, digest in todo], config)
@@ -378,7 +376,7 @@ def index_files(
                 writer.commit(pending)
                 pending = []
         writer.commit(pending)
-    return writer.finish(DEFAULT_ANN_THRESHOLD if ann_threshold is None else ann_threshold, ann_kind)
+    return writer.finish(DEFAULT_ANN_THRESHOLD if ann_threshold is None else ann_threshold)
 
 
 __all__ = [

@@ -55,7 +55,6 @@ def is_audio_input(item: Any) -> bool:
 
 def _audio_ref(item: Any) -> Any:
     """One audio input → what ``AudioTextEmbedder.encode_audio``/``encode_audio_refs`` read."""
-
     if isinstance(item, dict) and "audio" in item:
         item = item["audio"]
     if isinstance(item, os.PathLike):
@@ -133,7 +132,6 @@ if InputModule is not None:
 
         def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
             """Embed with the model's own encoders; returns ``sentence_embedding`` (N, D) float32 unit rows."""
-
             n = int(features["audiovec_n"])
             out = np.zeros((n, self.model.embedding_dim), dtype=np.float32)
             texts, audio = features["audiovec_texts"], features["audiovec_audio"]
@@ -172,7 +170,6 @@ if InputModule is not None:
             **kwargs: Any,
         ) -> AudiovecModule:
             """Load the audiovec model of the folder (hub ids are downloaded by sentence-transformers)."""
-
             folder = cls.load_dir_path(
                 model_name_or_path,
                 subfolder=subfolder,

@@ -38,7 +38,6 @@ def fsdd_rows(n: int | None = None, split: str = "train", dev_every: int = 10) -
     """Manifest rows for the bundled FSDD speech digits (tiny recipes, tests): ``{digit}_{speaker}_{k}.wav``
     → captions "a man saying seven" / "seven spoken by george", label the digit word. Recordings with
     ``k % dev_every == 0`` form the dev split."""
-
     rows = []
     for path in fsdd_files():
         match = _FSDD.match(path.name)
@@ -95,7 +94,6 @@ def audio_dataset(
 def _balanced(parts: list[tuple[Any, float]], key: str, kw: dict[str, Any], seed: int) -> MixtureDataset:
     """One mixture part per group of rows (``row[key]``, else its source, else itself), drawn in proportion
     to ``entry weight * sqrt(group size)``; an epoch still draws as many samples as there are rows."""
-
     groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for n, (source, _) in enumerate(parts):
         rows = read_manifest(source) if isinstance(source, str) else source
@@ -138,7 +136,6 @@ def collate_audio(
     items: list[dict[str, Any] | None], *, tokenizer: Any, n_mels: int, min_seconds: float = 0.0
 ) -> AudioCaptionBatch:
     """Waveforms → padded log-mel + lengths; captions → token ids; captions/labels → masking keys."""
-
     batch = collate_audio_text(items)
     audio = _extractor(n_mels, min_seconds).batch(batch["waveforms"])
     return AudioCaptionBatch(
@@ -159,7 +156,6 @@ def _tokens(tokenizer: Any, texts: list[str]) -> Tokens:
 
 @functools.lru_cache(maxsize=4)
 def _extractor(n_mels: int, min_seconds: float = 0.0) -> Any:
-
     return LogMelExtractor(n_mels, min_seconds=min_seconds)
 
 

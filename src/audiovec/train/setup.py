@@ -49,7 +49,6 @@ def build_model(spec: ModelSpec, recipe: Recipe) -> nn.Module:
 
 def keep_layers(model: nn.Module, keep: int | list[int]) -> None:
     """Drop backbone layers in memory, choosing them like ``audiovec prune`` does."""
-
     layers = model.backbone.layers
     chosen = select_layers(len(layers), keep)
     model.backbone.layers = nn.ModuleList([layers[i] for i in chosen])

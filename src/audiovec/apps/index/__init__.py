@@ -217,7 +217,6 @@ class AudioIndex:
         files = collect_audio_files(paths)  # before anything is written: a bad path changes nothing
         meta = self.meta()
         dim = index_dim(meta, model, dim, self.dir)
-        check_ann_kind(ann_kind, precision or meta.get("precision"))
         cut = None if dim == model.embedding_dim else dim
         writer = self.writer(
             model_fingerprint(model),
@@ -229,6 +228,7 @@ class AudioIndex:
             rebuild=rebuild,
             rank=rank,
             world=world,
+            ann_kind=ann_kind,
         )
         rows = WindowRows(writer.fingerprint, writer.window_s, cut, batch_size)
         todo = writer.plan(files) if world == 1 else plan_sharded(writer, files, rank, world)
@@ -254,7 +254,7 @@ class AudioIndex:
             merge_shards(writer, shard)
             if rank != 0:
                 return writer.report
-        return writer.finish(ann_threshold, ann_kind)
+        return writer.finish(ann_threshold)
 
     def writer(
         self,
@@ -268,13 +268,17 @@ class AudioIndex:
         rebuild: bool = False,
         rank: int = 0,
         world: int = 1,
+        ann_kind: str | None = None,
     ) -> IndexWriter:
         """Start a run that writes ``dim``-d rows of the model ``fingerprint`` (``model_dim``: its full
         size) at ``window_s``: refuses another model's index unless ``rebuild`` (which empties it), records
         the model in the metadata before any row (so a killed run still names it) and reads what is stored.
-        Under ``world > 1`` only rank 0 touches the folder."""
+        ``ann_kind`` (``"hnsw"``, ``"lancedb"``, None: keep the index's) is checked here, before any file is
+        embedded, and applied by :meth:`IndexWriter.finish`. Under ``world > 1`` only rank 0 writes to the
+        table and the metadata."""
         meta = self.meta()
         precision = check_index_precision(precision or meta.get("precision") or "float32")
+        check_ann_kind(ann_kind, precision)
         if meta.get("dim") not in (None, dim):
             raise IndexStoreError(f"{self.dir}: stores {meta['dim']}-d vectors, this run writes {dim}-d ones")
         if meta.get("fingerprint") not in (None, fingerprint):
@@ -301,7 +305,9 @@ class AudioIndex:
                 }
             )
             self.add_embedding_metadata(rebuild_ann=False)  # an index from before tables named their model
-        return IndexWriter(self, fingerprint, window_s, dim, read_state=rank == 0 or world == 1)
+        return IndexWriter(
+            self, fingerprint, window_s, dim, read_state=rank == 0 or world == 1, ann_kind=ann_kind
+        )
 
     def ensure_ann(self, threshold: int = DEFAULT_ANN_THRESHOLD) -> bool:
         """(Re)build the ANN index when the table has at least ``threshold`` rows; True if built.

@@ -58,14 +58,23 @@ class IndexWriter:
     """Writes one run's rows into ``index`` for the model ``fingerprint`` at ``window_s`` and ``dim``.
 
     ``read_state=False`` (ranks other than 0 of a sharded run) skips reading the table: such a writer only
-    collects its report. Files are committed as ``(path, hash, rows)``; one :meth:`commit` is one atomic
-    LanceDB ``add``, so a killed run leaves each file whole or absent.
+    collects its report. ``ann_kind``: the search index :meth:`finish` leaves (checked by
+    :func:`check_ann_kind` in :meth:`AudioIndex.writer`). Files are committed as ``(path, hash, rows)``;
+    one :meth:`commit` is one atomic LanceDB ``add``, so a killed run leaves each file whole or absent.
     """
 
     def __init__(
-        self, index: AudioIndex, fingerprint: str, window_s: float, dim: int, *, read_state: bool = True
+        self,
+        index: AudioIndex,
+        fingerprint: str,
+        window_s: float,
+        dim: int,
+        *,
+        read_state: bool = True,
+        ann_kind: str | None = None,
     ) -> None:
         self.index, self.fingerprint, self.window_s, self.dim = index, fingerprint, float(window_s), dim
+        self.ann_kind = ann_kind
         self.report = IndexReport()
         self.state, self.expected = stored_windows(index) if read_state else ({}, {})
 
@@ -119,12 +128,12 @@ class IndexWriter:
             else:
                 self.report.added.append(key)
 
-    def finish(self, ann_threshold: int, kind: str | None = None) -> IndexReport:
-        """The ANN step, then the run's report. ``kind`` None keeps the index's kind: an HNSW sidecar is
+    def finish(self, ann_threshold: int) -> IndexReport:
+        """The ANN step, then the run's report. ``ann_kind`` None keeps the index's kind: an HNSW sidecar is
         synced, LanceDB's index (re)built past ``ann_threshold`` rows, when rows were added or none exists.
         ``"hnsw"`` builds the sidecar when there is none (instead of LanceDB's index, at any size);
         ``"lancedb"`` drops a sidecar and falls back to LanceDB's index past the threshold."""
-        index = self.index
+        index, kind = self.index, self.ann_kind
         has_graph = ann.exists(index.dir)
         if kind == "hnsw" and not has_graph and index.count():
             index.build_index("hnsw")
