@@ -64,7 +64,9 @@ def planted(tmp_path: Path) -> tuple[AudioIndex, np.ndarray]:
     x = clustered(rng, 2000)
     index = AudioIndex(tmp_path / "db")
     put(index, x)
-    index.build_index("hnsw", dtype="i8")
+    # one build thread: a multi-threaded HNSW build inserts in a core-count-dependent order, so the graph
+    # (and which near-tie neighbour an approximate search misses) would differ from machine to machine
+    index.build_index("hnsw", dtype="i8", threads=1)
     return index, x
 
 
