@@ -30,8 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from audiovec.build.pretrained import model_ref
+from audiovec.discovery import find_audio_files
 from audiovec.errors import ConfigError
+from audiovec.evaluation.evaluate import model_fingerprint
+from audiovec.model import AudioTextEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +91,12 @@ class Embedder:
         threads: int = 1,
         window_seconds: float | None = None,
     ) -> None:
-        import torch
-
-        from audiovec.model import AudioTextEmbedder
-
         torch.set_num_threads(max(1, threads))
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = AudioTextEmbedder.from_pretrained(model, device=device, dtype=dtype)
         self.mode, self.batch_size = mode, batch_size
         if mode == "windows":
-            from audiovec.evaluation.evaluate import model_fingerprint
-
             self.fingerprint = model_fingerprint(self.model)
             self.window_s = float(window_seconds or self.model.config.window_seconds)
             from audiovec.apps.index.rows import WindowRows
@@ -199,12 +198,6 @@ def _run(
     yield from out.iter_batches(batch_size=None, batch_format="pyarrow")
 
 
-def model_ref(model: str) -> str:
-    from audiovec.build.pretrained import is_builtin
-
-    return model if is_builtin(model) else os.path.abspath(model)
-
-
 def encode_files(
     model: str,
     paths: Iterable[str | os.PathLike],
@@ -212,8 +205,6 @@ def encode_files(
     config: EngineConfig | None = None,
 ) -> EncodeReport:
     """Embed audio files (or folders) into Parquet parts under ``out``, resumably (see the module doc)."""
-    from audiovec.discovery import find_audio_files
-
     config = config or EngineConfig()
     files = [os.path.abspath(p) for p in find_audio_files(paths)]
     ray = _ray(config)
@@ -339,11 +330,8 @@ def index_files(
         DEFAULT_ANN_THRESHOLD,
         AudioIndex,
         collect_audio_files,
-        model_ref,
         window_schema,
     )
-    from audiovec.evaluation.evaluate import model_fingerprint
-    from audiovec.model import AudioTextEmbedder
 
     config = config or EngineConfig()
     files = collect_audio_files(paths)  # before anything is written: a bad path changes nothing

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,11 @@ def builtin_names() -> list[str]:
 
 def is_builtin(name: Any) -> bool:
     return isinstance(name, str) and "/" not in name and name in builtin_names()
+
+
+def model_ref(model: str | os.PathLike) -> str:
+    """How indexes and engines name a model: a built-in model by its name, a folder by its absolute path."""
+    return str(model) if is_builtin(model) else os.path.abspath(model)
 
 
 def builtin_dir(name: str) -> Path:

@@ -39,12 +39,10 @@ def index_dim(meta: dict[str, Any], model: Any, dim: int | None, where: Path) ->
 
 
 def model_ref(model: str | os.PathLike | None) -> str | None:
-    """How an index names its model: a built-in model by name, a folder by its absolute path."""
-    from audiovec.build.pretrained import is_builtin
+    """:func:`audiovec.build.pretrained.model_ref`, or None when no model is named."""
+    from audiovec.build.pretrained import model_ref as ref  # torch: only when a model is named
 
-    if not model:
-        return None
-    return str(model) if is_builtin(model) else os.path.abspath(model)
+    return ref(model) if model else None
 
 
 def load_index_model(index: AudioIndex, model_path: str | os.PathLike | None = None) -> Any:
