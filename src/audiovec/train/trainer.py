@@ -14,6 +14,8 @@ import torch.distributed as dist
 from torch import nn
 
 from audiovec.errors import CheckpointError, ConfigError
+from audiovec.evaluation.evaluate import evaluate
+from audiovec.evaluation.retrieval_sets import from_manifest
 from audiovec.train import resume as ckpt
 from audiovec.train.batches import TrainBatch
 from audiovec.train.config import Recipe, save_recipe
@@ -33,6 +35,7 @@ from audiovec.train.optim import (  # noqa: F401  (moved; re-exported one releas
     module_lrs,
     module_of,
 )
+from audiovec.train.provenance import record_recipe_data
 from audiovec.train.setup import (
     autocast_dtype,
     build_model,
@@ -250,11 +253,6 @@ class Trainer:
         dev = self.recipe.data.dev
         if not isinstance(dev, str):
             return {}
-        try:
-            from audiovec.evaluation.evaluate import evaluate
-            from audiovec.evaluation.retrieval_sets import from_manifest
-        except ImportError:
-            return {}
         was_training = self.model.training
         self.model.eval()
         try:
@@ -342,8 +340,6 @@ class Trainer:
                 plot = plot_curves(self.out / "metrics.jsonl", self.out / "curves.png")
                 summary["plot"] = str(plot) if plot else None
             if o.save_final:
-                from audiovec.train.provenance import record_recipe_data
-
                 record_recipe_data(self.model, r)  # training datasets → config.json, model card, mteb
                 summary["model"] = str(merge_lora(self.model).save_pretrained(self.out / "final"))
         self._barrier()
