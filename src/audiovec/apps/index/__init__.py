@@ -217,7 +217,6 @@ class AudioIndex:
         files = collect_audio_files(paths)  # before anything is written: a bad path changes nothing
         meta = self.meta()
         dim = index_dim(meta, model, dim, self.dir)
-        cut = None if dim == model.embedding_dim else dim
         writer = self.writer(
             model_fingerprint(model),
             float(window_seconds or model.config.window_seconds),
@@ -230,7 +229,7 @@ class AudioIndex:
             world=world,
             ann_kind=ann_kind,
         )
-        rows = WindowRows(writer.fingerprint, writer.window_s, cut, batch_size)
+        rows = writer.rows(batch_size)
         todo = writer.plan(files) if world == 1 else plan_sharded(writer, files, rank, world)
         shard = ShardWriter(self.dir, rank, world, window_schema(dim)) if world > 1 else None
         for start in range(0, len(todo), max(1, batch_files)):
@@ -306,7 +305,13 @@ class AudioIndex:
             )
             self.add_embedding_metadata(rebuild_ann=False)  # an index from before tables named their model
         return IndexWriter(
-            self, fingerprint, window_s, dim, read_state=rank == 0 or world == 1, ann_kind=ann_kind
+            self,
+            fingerprint,
+            window_s,
+            dim,
+            read_state=rank == 0 or world == 1,
+            ann_kind=ann_kind,
+            model_dim=model_dim,
         )
 
     def ensure_ann(self, threshold: int = DEFAULT_ANN_THRESHOLD) -> bool:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from audiovec import ann
 from audiovec.apps.index.results import IndexReport
+from audiovec.apps.index.rows import WindowRows
 from audiovec.data.exclude import file_sha256
 from audiovec.errors import ConfigError
 
@@ -72,11 +73,17 @@ class IndexWriter:
         *,
         read_state: bool = True,
         ann_kind: str | None = None,
+        model_dim: int | None = None,
     ) -> None:
         self.index, self.fingerprint, self.window_s, self.dim = index, fingerprint, float(window_s), dim
-        self.ann_kind = ann_kind
+        self.ann_kind, self.model_dim = ann_kind, model_dim or dim
         self.report = IndexReport()
         self.state, self.expected = stored_windows(index) if read_state else ({}, {})
+
+    def rows(self, batch_size: int = 16) -> WindowRows:
+        """How this run turns a file into rows: its model's windows, vectors cut to the stored size."""
+        cut = None if self.dim == self.model_dim else self.dim
+        return WindowRows(self.fingerprint, self.window_s, cut, batch_size)
 
     def plan(self, files: Iterable[str | os.PathLike]) -> list[tuple[str, str]]:
         """``(path, hash)`` of the files that need embedding; unchanged files go to ``report.skipped``,
