@@ -7,9 +7,11 @@ the demo's recipe (``default``) — what trains, the projector, the tower layers
 the starting weights (pretrained vs random, the seed's central claim, re-run on real sources).
 
     python benchmarks/ablation_real.py --corpus runs/demo/corpus --plot docs/ablation-real.png
+    python benchmarks/ablation_real.py --corpus runs/demo/corpus --variants default adapter_r8_linear --seeds 0 1 2 --resume
     python benchmarks/ablation_real.py --quick          # CI: small corpus, 2 variants, a few steps
 
-Writes ``benchmarks/results/ablation_real.json`` (one record per variant) and a Markdown table on stdout.
+Writes ``benchmarks/results/ablation_real.json`` (one record per variant and seed) and a Markdown table on
+stdout: mean and spread over the seeds run, so a difference can be read against seed-to-seed noise.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +54,14 @@ def parse_args(argv: list[str] | None = None) -> Any:
     parser.add_argument("--corpus-size", default="default", choices=("small", "default", "large"))
     parser.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS))
     parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="one run per seed (initialisation and data order)"
+    )
     parser.add_argument("--work", type=Path, default=Path("runs/ablation-real"))
     parser.add_argument("--plot", type=Path, default=None, help="write the bar chart here (PNG)")
-    parser.add_argument("--resume", action="store_true", help="skip variants already in the output JSON")
+    parser.add_argument(
+        "--resume", action="store_true", help="skip (variant, seed) runs already in the output JSON"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.corpus_size, args.steps = "small", 12
@@ -75,7 +84,14 @@ def _model_key(options: Any) -> str:
     return hashlib.sha256(json.dumps({f: getattr(options, f) for f in fields}).encode()).hexdigest()[:12]
 
 
-def run_variant(name: str, corpus: dict[str, Any], args: Any, caches: dict[str, Any]) -> dict[str, Any]:
+def _token_key(options: Any) -> str:
+    """Frozen pretrained tower tokens do not depend on the seed; a re-initialised tower's do."""
+    return _model_key(options if options.random_audio else replace(options, seed=0))
+
+
+def run_variant(
+    name: str, seed: int, corpus: dict[str, Any], args: Any, caches: dict[str, Any]
+) -> dict[str, Any]:
     import torch
 
     from audiovec.demo.run import DemoOptions, compose_base_model, train_recipe
@@ -84,9 +100,9 @@ def run_variant(name: str, corpus: dict[str, Any], args: Any, caches: dict[str, 
     from audiovec.train.trainer import Trainer
 
     what, changes, overrides = VARIANTS[name]
-    options = DemoOptions(steps=args.steps, minutes=0, progress=False, **changes)
+    options = DemoOptions(steps=args.steps, minutes=0, progress=False, seed=seed, **changes)
     base = compose_base_model(options, args.work / "models" / _model_key(options))
-    run_dir = args.work / "runs" / name
+    run_dir = args.work / "runs" / f"{name}-seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
     recipe = train_recipe(options, base, Path(corpus["train"]), run_dir, {
         "output.save_final": False, "output.plot": False, "output.checkpoint_every": 0, "train.num_threads": args.threads,
@@ -96,8 +112,7 @@ def run_variant(name: str, corpus: dict[str, Any], args: Any, caches: dict[str, 
     trainer = Trainer(recipe)
     model = trainer.model
     if model.tower.token_cache is not None:  # frozen tower: variants of one base model share its tokens
-        key = f"{_model_key(options)}"
-        model.tower.token_cache = caches.setdefault(key, model.tower.token_cache)
+        model.tower.token_cache = caches.setdefault(_token_key(options), model.tower.token_cache)
     summary = trainer.fit()
     train_s = time.perf_counter() - start
     model.eval()
@@ -107,7 +122,7 @@ def run_variant(name: str, corpus: dict[str, Any], args: Any, caches: dict[str, 
         )["heldout"]
     groups = result["by_category"]["groups"]
     return {
-        "variant": name, "what": what, "steps": summary["steps"], "train_s": round(train_s, 1),
+        "variant": name, "seed": seed, "what": what, "steps": summary["steps"], "train_s": round(train_s, 1),
         "t2a_hit_rate@5": round(result["t2a"]["hit_rate@5"], 4), "a2t_hit_rate@5": round(result["a2t"]["hit_rate@5"], 4),
         "t2a_macro_hit_rate@5": round(result["by_category"]["macro"]["t2a"]["hit_rate@5"], 4),
         "chance_t2a": round(result["chance"]["t2a"]["hit_rate@5"], 4),
@@ -116,39 +131,67 @@ def run_variant(name: str, corpus: dict[str, Any], args: Any, caches: dict[str, 
     }  # fmt: skip
 
 
-def markdown(records: list[dict[str, Any]]) -> str:
-    cats = sorted({c for r in records for c in r["by_category"]})
-    head = "| variant | T2A hit@5 | A2T hit@5 | T2A macro | " + " | ".join(cats) + " |"
-    lines = [head, "|---|---|---|---|" + "---|" * len(cats)]
-    for r in records:
+METRICS = ("t2a_hit_rate@5", "a2t_hit_rate@5", "t2a_macro_hit_rate@5")
+
+
+def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per variant, in first-seen order: mean and sample standard deviation over its seeds."""
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_variant.setdefault(record["variant"], []).append(record)
+    rows = []
+    for name, runs in by_variant.items():
+        row: dict[str, Any] = {"variant": name, "seeds": [r.get("seed", 0) for r in runs]}
+        for metric in (*METRICS, "chance_t2a"):
+            values = [r[metric] for r in runs]
+            row[metric] = statistics.fmean(values)
+            row[metric + "_sd"] = statistics.stdev(values) if len(values) > 1 else None
+        cats = {c for r in runs for c in r["by_category"]}
+        row["by_category"] = {
+            c: statistics.fmean(r["by_category"][c] for r in runs if c in r["by_category"]) for c in cats
+        }
+        row["steps"] = runs[0]["steps"]
+        rows.append(row)
+    return rows
+
+
+def _cell(row: dict[str, Any], metric: str) -> str:
+    sd = row[metric + "_sd"]
+    return f"{row[metric]:.3f}" if sd is None else f"{row[metric]:.3f} ± {sd:.3f}"
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    cats = sorted({c for r in rows for c in r["by_category"]})
+    head = "| variant | seeds | T2A hit@5 | A2T hit@5 | T2A macro | " + " | ".join(cats) + " |"
+    lines = [head, "|---|---|---|---|---|" + "---|" * len(cats)]
+    for r in rows:
         cells = " | ".join(f"{r['by_category'].get(c, float('nan')):.2f}" for c in cats)
-        lines.append(
-            f"| {r['variant']} | {r['t2a_hit_rate@5']:.3f} | {r['a2t_hit_rate@5']:.3f} | {r['t2a_macro_hit_rate@5']:.3f} | {cells} |"
-        )
+        metrics = " | ".join(_cell(r, m) for m in METRICS)
+        lines.append(f"| {r['variant']} | {len(r['seeds'])} | {metrics} | {cells} |")
     return "\n".join(lines)
 
 
-def plot(records: list[dict[str, Any]], path: Path) -> Path:
+def plot(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Bars are means over seeds; whiskers one standard deviation where a variant has several seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [r["variant"] for r in records]
+    names = [f"{r['variant']} (×{len(r['seeds'])})" if len(r["seeds"]) > 1 else r["variant"] for r in rows]
     x = range(len(names))
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names)), 4))
     width = 0.4
-    ax.bar([i - width / 2 for i in x], [r["t2a_hit_rate@5"] for r in records], width, label="T2A hit_rate@5")
-    ax.bar(
-        [i + width / 2 for i in x],
-        [r["t2a_macro_hit_rate@5"] for r in records],
-        width,
-        label="T2A macro over categories",
-    )
-    ax.axhline(records[0]["chance_t2a"], color="grey", ls="--", lw=1, label="chance")
+    for offset, metric, label in (
+        (-width / 2, "t2a_hit_rate@5", "T2A hit_rate@5"),
+        (width / 2, "t2a_macro_hit_rate@5", "T2A macro over categories"),
+    ):
+        errors = [r[metric + "_sd"] or 0.0 for r in rows]
+        ax.bar([i + offset for i in x], [r[metric] for r in rows], width, yerr=errors, capsize=3, label=label)
+    ax.axhline(rows[0]["chance_t2a"], color="grey", ls="--", lw=1, label="chance")
     ax.set_xticks(list(x), names, rotation=30, ha="right")
     ax.set_ylabel("held-out real sources")
-    ax.set_title(f"Recipe ablation on held-out real sources ({records[0]['steps']} steps each)")
+    ax.set_title(f"Recipe ablation on held-out real sources ({rows[0]['steps']} steps each)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,27 +207,34 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     corpus_dir = args.corpus or args.work / "corpus"
     corpus = build_corpus(corpus_dir, size=args.corpus_size, progress=False)
-    done: dict[str, Any] = {}
+    records: list[dict[str, Any]] = []
     if args.resume and args.out.is_file():
-        done = {r["variant"]: r for r in json.loads(args.out.read_text())["variants"]}
+        previous = json.loads(args.out.read_text())["variants"]
+        records = [{"seed": 0, **r} for r in previous if r["steps"] == args.steps]  # other budgets don't mix
+    done = {(r["variant"], r["seed"]) for r in records}
     caches: dict[str, Any] = {}
-    records = []
     for name in args.variants:
-        record = done.get(name) or run_variant(name, corpus, args, caches)
-        records.append(record)
-        print(
-            f"{name}: t2a {record['t2a_hit_rate@5']:.3f} macro {record['t2a_macro_hit_rate@5']:.3f} ({record['train_s']} s)",
-            flush=True,
-        )
-        write_json(
-            "ablation_real",
-            {"machine": machine(), "corpus": corpus["counts"], "steps": args.steps, "variants": records},
-            args.out,
-            args.quick,
-        )
-    print(markdown(records))
+        for seed in args.seeds:
+            if (name, seed) in done:
+                continue
+            record = run_variant(name, seed, corpus, args, caches)
+            records.append(record)
+            print(
+                f"{name} seed {seed}: t2a {record['t2a_hit_rate@5']:.3f} "
+                f"macro {record['t2a_macro_hit_rate@5']:.3f} ({record['train_s']} s)",
+                flush=True,
+            )
+            payload = {
+                "machine": machine(),
+                "corpus": corpus["counts"],
+                "steps": args.steps,
+                "variants": records,
+            }
+            write_json("ablation_real", {**payload, "summary": summarise(records)}, args.out, args.quick)
+    wanted = [r for r in summarise(records) if r["variant"] in args.variants]
+    print(markdown(wanted))
     if args.plot:
-        plot(records, args.plot)
+        plot(wanted, args.plot)
     return 0
 
 
