@@ -10,7 +10,7 @@ SIZES = ("small", "default", "large")  # = audiovec.demo.corpus.build.SIZES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from audiovec.demo.run import DemoOptions
+    from audiovec.demo.options import DemoOptions
 
     d = DemoOptions()
     p = subparsers.add_parser(

