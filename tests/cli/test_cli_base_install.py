@@ -59,3 +59,27 @@ def test_every_help_works_and_an_extra_is_named_in_one_line(tmp_path) -> None:
     lines = extra["stderr"].strip().splitlines()
     assert len(lines) == 1, extra["stderr"]
     assert "pip install 'audiovec[demo]'" in lines[0] and lines[0].startswith("audiovec data")
+
+
+def test_help_imports_neither_torch_nor_transformers() -> None:
+    """``audiovec --help`` and every command's help stay quick: the heavy stack loads when a command runs."""
+    code = textwrap.dedent(
+        """
+        import contextlib, io, sys
+        from audiovec.cli import COMMAND_MODULES, main
+        for argv in [["--help"]] + [[c, "--help"] for c in COMMAND_MODULES]:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+                main(argv)
+        print(sorted(m for m in ("torch", "transformers", "lancedb") if m in sys.modules))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_compose_pooling_choices_are_the_models() -> None:
+    from audiovec.cli.compose_cmd import POOLING_MODES as CLI_MODES
+    from audiovec.pooling import POOLING_MODES
+
+    assert CLI_MODES == POOLING_MODES

@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 
+from audiovec import __version__
 from audiovec.errors import AudiovecError
 from audiovec.extras import missing_extra
 
@@ -40,8 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="audiovec", description="Audio-text embeddings bootstrapped from multimodal LLMs."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    from audiovec import __version__
-
     parser.add_argument("--version", action="version", version=f"audiovec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

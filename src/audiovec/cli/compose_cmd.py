@@ -6,7 +6,10 @@ import argparse
 import json
 
 from audiovec.errors import ConfigError
-from audiovec.pooling import POOLING_MODES
+
+# = audiovec.pooling.POOLING_MODES, spelled out so that ``audiovec --help`` does not import torch
+# (tests/cli/test_cli_base_install.py checks they agree)
+POOLING_MODES = ("mean", "last", "cls", "max")
 
 
 def parse_layers(text: str | None) -> int | list[int] | None:

@@ -7,12 +7,17 @@ import json
 import logging
 import sys
 
+from audiovec.data.exclude import apply_exclusions
+from audiovec.data.manifest import manifest_stats, read_manifest, write_manifest
+from audiovec.data.prepare import DATASETS, prepare_dataset
+from audiovec.demo.corpus.cli import register as register_sounds
+from audiovec.demo.synth.cli import register as register_synth
+from audiovec.errors import DataError
+
 log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from audiovec.data.prepare import DATASETS
-
     parser = subparsers.add_parser("data", help="prepare and inspect training manifests")
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
@@ -98,17 +103,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--require-negative", action="store_true", help="(--mode nli) keep only rows with a negative"
         )
 
-    from audiovec.demo.corpus.cli import register as register_sounds
-    from audiovec.demo.synth.cli import register as register_synth
-
     register_sounds(sub)
     register_synth(sub)
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from audiovec.data.manifest import manifest_stats
-    from audiovec.data.prepare import prepare_dataset
-
     rows = prepare_dataset(
         args.name,
         args.src,
@@ -127,8 +126,6 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from audiovec.data.manifest import manifest_stats, read_manifest
-
     stats = manifest_stats(read_manifest(args.manifest), check_files=not args.no_check_files)
     if args.json:
         print(json.dumps(stats, indent=2))
@@ -140,9 +137,6 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _exclude(args: argparse.Namespace) -> int:
-    from audiovec.data.exclude import apply_exclusions
-    from audiovec.data.manifest import read_manifest, write_manifest
-
     kept, dropped = apply_exclusions(read_manifest(args.manifest), args.exclude, by_hash=args.exclude_by_hash)
     write_manifest(kept, args.out)
     print(f"{args.out}: kept {len(kept)}, excluded {len(dropped)}")
@@ -171,7 +165,6 @@ def _pair_options(args: argparse.Namespace) -> dict | None:
 def _fever(args: argparse.Namespace) -> int:
     from audiovec.data.prepare.fever import fever_to_pairs
     from audiovec.data.text_pairs import write_text_pairs
-    from audiovec.errors import DataError
 
     options = _pair_options(args)
     if options is None:
@@ -195,7 +188,6 @@ def _fever(args: argparse.Namespace) -> int:
 def _scifact(args: argparse.Namespace) -> int:
     from audiovec.data.prepare.scifact import scifact_to_pairs
     from audiovec.data.text_pairs import write_text_pairs
-    from audiovec.errors import DataError
 
     options = _pair_options(args)
     if options is None:

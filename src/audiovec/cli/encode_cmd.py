@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from audiovec.cli.engine_args import add_engine_args
+from audiovec.cli.engine_args import add_engine_args, run_encode
 from audiovec.cli.models import add_inputs_and_model, split_model
+from audiovec.discovery import find_audio_files
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,14 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from audiovec.discovery import find_audio_files
     from audiovec.encode import encode_shard, gather_shards
     from audiovec.model import AudioTextEmbedder
 
     name, inputs = split_model(args, args.inputs)
     if args.engine == "ray":
-        from audiovec.cli.engine_args import run_encode
-
         return run_encode(args, name, inputs)
     files = find_audio_files(inputs)
     if not files:

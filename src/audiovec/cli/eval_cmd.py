@@ -9,7 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from audiovec import __version__
 from audiovec.cli.models import DEFAULT_MODEL, HELP
+from audiovec.errors import ConfigError
+from audiovec.evaluation.report import results_table
+from audiovec.model_card import update_card
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +66,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _int_list(text: str, what: str) -> list[int]:
-    from audiovec.errors import ConfigError
-
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -74,7 +76,6 @@ def _int_list(text: str, what: str) -> list[int]:
 
 
 def collect_sets(args: argparse.Namespace) -> list[Any]:
-    from audiovec.errors import ConfigError
     from audiovec.evaluation.retrieval_sets import from_manifest, load_benchmark
 
     sets = [from_manifest(path) for path in args.manifest]
@@ -90,10 +91,8 @@ def collect_sets(args: argparse.Namespace) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audiovec import __version__
     from audiovec.build.pretrained import is_builtin
     from audiovec.evaluation.evaluate import evaluate, model_fingerprint
-    from audiovec.evaluation.report import results_table
     from audiovec.model import AudioTextEmbedder
 
     ks = _int_list(args.ks, "--ks")
@@ -125,7 +124,5 @@ def run(args: argparse.Namespace) -> int:
         out.write_text(json.dumps(run_record, indent=2) + "\n")
         print(f"wrote {out}", file=sys.stderr)
     if args.update_card:
-        from audiovec.model_card import update_card
-
         print(f"updated {update_card(args.model, run_record, model)}", file=sys.stderr)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from audiovec.cli.engine_args import add_engine_args, print_index_report
+from audiovec.cli.engine_args import add_engine_args, print_index_report, run_index
 from audiovec.cli.models import add_inputs_and_model, split_model
 
 DEFAULT_ANN_THRESHOLD = (
@@ -57,8 +57,6 @@ def run(args: argparse.Namespace) -> int:
 
     name, paths = split_model(args, args.paths)
     if args.engine == "ray":
-        from audiovec.cli.engine_args import run_index
-
         report = run_index(args, name, paths)
         return report if isinstance(report, int) else print_index_report(report, args.json)
     model = AudioTextEmbedder.from_pretrained(name)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from audiovec.errors import ConfigError
+from audiovec.evaluation.report import Baseline, load_run, seed_baselines, write_report
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -40,14 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audiovec.evaluation.report import Baseline, load_run, seed_baselines, write_report
-
     runs = [load_run(p) for p in args.results]
     baselines = [Baseline.parse(s) for s in args.baseline]
     if args.seed_baselines:
         if (args.chart_metric, args.chart_direction) != ("hit_rate@5", "t2a"):
-            from audiovec.errors import ConfigError
-
             raise ConfigError(
                 "--seed-baselines are T2A hit_rate@5 (cvR@5) values; chart that metric to use them"
             )

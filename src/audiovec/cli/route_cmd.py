@@ -6,6 +6,7 @@ import argparse
 import json
 
 from audiovec.cli.models import add_inputs_and_model, split_model
+from audiovec.errors import AudioDecodeError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +19,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from audiovec.apps.routing import Router
-    from audiovec.errors import AudioDecodeError
     from audiovec.model import AudioTextEmbedder
 
     name, args.files = split_model(args, args.files)
