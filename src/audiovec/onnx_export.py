@@ -82,9 +82,19 @@ def _text_example(model: Any) -> dict[str, torch.Tensor]:
     return model.tokenize(["a dog barks in the distance", "rain"])  # padded: the mask is traced
 
 
+def _require_exporter(int8: bool) -> None:
+    """Fail before any work when the ``onnx`` extra is missing: torch.onnx would raise its own wrapped error
+    mid-export instead of the plain ModuleNotFoundError that names the extra."""
+    import onnx  # noqa: F401
+
+    if int8:
+        import onnxruntime  # noqa: F401
+
+
 def export_onnx(model: Any, out: str | Path, int8: bool = False, opset: int = OPSET) -> Path:
     """Write ``model``'s audio and text graphs, its config and tokenizer to ``out`` (int8 weights with
     ``int8``); load the folder with ``AudioTextEmbedder.from_pretrained(out)``."""
+    _require_exporter(int8)
     out = Path(out)
     kind = model.config.tower_kind
     if kind not in EXPORTABLE_TOWERS:

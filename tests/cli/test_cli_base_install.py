@@ -1,5 +1,6 @@
 """A plain ``pip install audiovec`` (no extras): every command's help works, and a command that needs an
-extra fails with one line naming it. The extras' modules are hidden from a subprocess by an import hook."""
+extra fails with one line naming it. The extras' modules are absent in a subprocess (``None`` in
+``sys.modules``: imports fail as for a missing package, ``importlib.util.find_spec`` returns None)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,8 @@ from audiovec.extras import MODULE_EXTRAS
 
 HIDE_EXTRAS = textwrap.dedent(
     f"""
-    import contextlib, importlib.abc, io, json, sys
-    HIDDEN = {sorted(MODULE_EXTRAS)!r}
-    class HideExtras(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in HIDDEN:
-                raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-            return None
-    sys.meta_path.insert(0, HideExtras())
+    import contextlib, io, json, sys
+    sys.modules.update(dict.fromkeys({sorted(MODULE_EXTRAS)!r}))  # as if not installed (find_spec: None)
     from audiovec.cli import main
     results = []
     for argv in json.loads(sys.argv[1]):
