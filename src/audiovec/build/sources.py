@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audiovec.build.st_layout import read_st_layout
 from audiovec.errors import CheckpointError
 
 CONFIG_NAME = "config.json"
@@ -252,7 +253,6 @@ def detect_llm(src: str | os.PathLike) -> Component:
     In a sentence-transformers folder the transformer may sit in a subfolder (``0_Transformer/``); its
     pooling mode and ``max_seq_length`` come back in ``text_options``.
     """
-    from audiovec.build.st_layout import read_st_layout
 
     folder, hub = resolve_source(src)
     st = read_st_layout(folder)

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from audiovec.apps.classify import DEFAULT_TEMPLATES, ZeroShotClassifier, average_prompts, prompts
+from audiovec.apps.index import AudioIndex
 from audiovec.dims import request_dimensions, truncate_embeddings
 from audiovec.errors import ConfigError
 from audiovec.serve.batching import MicroBatcher
@@ -270,8 +271,6 @@ def create_app(
     limits = limits or ServiceLimits()
     state = ServiceState(model, MicroBatcher(model, limits.max_batch, limits.max_wait_ms), limits, model_name)
     if db is not None:
-        from audiovec.apps.index import AudioIndex
-
         state.index = AudioIndex.open(db)
         state.index.check_model(model)
 

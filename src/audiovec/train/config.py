@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from audiovec.errors import ConfigError
+from audiovec.train.matryoshka import parse_dims, resolve_weights
 
 TRAINABLE = ("full", "lora", "projector", "frozen_tower", "audio_adapter")
 MODES = ("audio", "text")
@@ -185,8 +186,6 @@ def _module_lr(key: str, value: Any) -> float | None:
 
 
 def _check_matryoshka(t: TrainSpec) -> None:
-    from audiovec.train.matryoshka import parse_dims, resolve_weights
-
     t.matryoshka_dims = parse_dims(t.matryoshka_dims)
     if isinstance(t.matryoshka_dims, list) and (t.matryoshka_dims or t.matryoshka_weights):
         resolve_weights(t.matryoshka_weights, t.matryoshka_dims or [])
