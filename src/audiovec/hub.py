@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from audiovec.build.pretrained import is_builtin
+from audiovec.builtin_models import is_builtin
 from audiovec.errors import CheckpointError
 from audiovec.model import ARCHITECTURE, CONFIG_NAME, AudioTextEmbedder
 from audiovec.model_card import CARD_NAME, MODULES_NAME, ST_CONFIG_NAME, write_folder_extras

@@ -23,6 +23,7 @@ from torch import nn
 
 from audiovec.adapters import AudioAdapter
 from audiovec.audio import AudioSource, header_seconds, load_audio
+from audiovec.builtin_models import is_builtin
 from audiovec.dims import check_truncate_dim
 from audiovec.encode import (  # noqa: F401 - re-exported: they lived here before audiovec.encode
     BATCH_WINDOW_SECONDS,
@@ -411,7 +412,7 @@ class AudioTextEmbedder(nn.Module):
         built-in model by name (``"audiovec-sounds"``: see :mod:`audiovec.build.pretrained`). ``truncate_dim``
         sets ``model.truncate_dim``, the default size of ``encode_*``. A folder written by
         ``audiovec export --onnx`` (or ``backend="onnx"``) loads in onnxruntime (:mod:`audiovec.onnx_runtime`)."""
-        from audiovec.build.pretrained import is_builtin, load_builtin
+        from audiovec.build.pretrained import load_builtin
         from audiovec.onnx_export import is_onnx_dir
 
         if backend not in (None, "torch", "onnx"):

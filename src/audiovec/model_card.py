@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from audiovec import __version__
+from audiovec.builtin_models import SPEC_NAME, builtin_dir, is_builtin
 from audiovec.errors import CheckpointError, DataError
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,6 @@ def _builtin_spec(model: Any) -> dict[str, Any]:
     name = model.config.extra.get("builtin")
     if not name:
         return {}
-    from audiovec.build.pretrained import SPEC_NAME, builtin_dir, is_builtin
-
     if not is_builtin(name):
         return {}
     return json.loads((builtin_dir(name) / SPEC_NAME).read_text())

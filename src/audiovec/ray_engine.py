@@ -41,7 +41,7 @@ from audiovec.apps.index import (
     window_schema,
 )
 from audiovec.apps.index.rows import WindowRows
-from audiovec.build.pretrained import model_ref
+from audiovec.builtin_models import model_ref
 from audiovec.discovery import find_audio_files
 from audiovec.errors import ConfigError
 from audiovec.evaluation.evaluate import model_fingerprint

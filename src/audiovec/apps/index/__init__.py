@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from audiovec import ann
-from audiovec.apps.index.meta import IndexStoreError, index_dim, load_index_model, model_ref
+from audiovec.apps.index.meta import IndexStoreError, index_dim, load_index_model
 from audiovec.apps.index.params import (
     DEFAULT_ANN_THRESHOLD,
     REFINE_FACTOR,
@@ -32,6 +32,7 @@ from audiovec.apps.index.results import Hit, IndexReport
 from audiovec.apps.index.rows import WindowRows, window_schema
 from audiovec.apps.index.shards import COMMIT_ROWS, ShardWriter, merge_shards, plan_sharded
 from audiovec.apps.index.writer import IndexWriter, check_ann_kind, stored_windows
+from audiovec.builtin_models import model_ref
 from audiovec.data.exclude import file_sha256
 from audiovec.dims import truncate_embeddings
 from audiovec.discovery import collect_audio_files
@@ -294,7 +295,7 @@ class AudioIndex:
                 {
                     "format": 1,
                     "table": self.table_name,
-                    "model_dir": model_ref(model_dir) or meta.get("model_dir"),
+                    "model_dir": (model_ref(model_dir) if model_dir else None) or meta.get("model_dir"),
                     "fingerprint": fingerprint,
                     "dim": dim,
                     "model_dim": model_dim,

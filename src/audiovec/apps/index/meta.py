@@ -38,13 +38,6 @@ def index_dim(meta: dict[str, Any], model: Any, dim: int | None, where: Path) ->
     return int(chosen or stored or getattr(model, "truncate_dim", None) or full)
 
 
-def model_ref(model: str | os.PathLike | None) -> str | None:
-    """:func:`audiovec.build.pretrained.model_ref`, or None when no model is named."""
-    from audiovec.build.pretrained import model_ref as ref  # torch: only when a model is named
-
-    return ref(model) if model else None
-
-
 def load_index_model(index: AudioIndex, model_path: str | os.PathLike | None = None) -> Any:
     """The model that built ``index`` (from the recorded folder unless ``model_path`` is given)."""
     from audiovec.model import AudioTextEmbedder
