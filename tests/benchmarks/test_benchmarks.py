@@ -142,3 +142,14 @@ def test_long_audio_parity(tmp_path: Path) -> None:
     # the tower's policy is the reference at every length; 30 s windows only up to 30 s
     assert all(rows[s, "policy"]["vec_share"] < 1e-2 and rows[s, "policy"]["tok_off"] == 0 for s in (20, 45))
     assert rows[45, "30s/window"]["vec_share"] > 1 and rows[45, "30s/window"]["tok_off"] > 0.1
+
+
+@pytest.mark.slow
+def test_soundfont_transfer(tmp_path: Path) -> None:
+    """The same clip specs rendered by TimGM6mb and by Debian's OPL-3 soundfont (downloaded, ~100 MB)."""
+    data = run("soundfont_transfer.py", tmp_path)
+    assert data["clips"] == 8 and len(data["instruments"]) == 4
+    assert set(data["results"]) == {"TimGM6mb (training's)", "OPL-3 FM (unseen)"}
+    for result in data["results"].values():
+        assert 0.0 <= result["instrument_accuracy"] <= 1.0 and 0.0 <= result["t2a_hit_rate@5"] <= 1.0
+        assert result["chance_accuracy"] == 0.25 and set(result["per_instrument"]) == set(data["instruments"])

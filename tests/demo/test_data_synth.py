@@ -258,6 +258,16 @@ def test_instruments_follow_register_and_render_with_the_soundfont() -> None:
     assert _rms(drums) > 0.01
 
 
+def test_instruments_render_with_the_soundfont_given() -> None:
+    spec = instruments.make_spec("instrument", ("piano", "mid-range"), np.random.default_rng(2))
+    default = instruments.render(spec).audio
+    assert np.array_equal(
+        instruments.render(spec, soundfont=instruments.soundfont_path().read_bytes()).audio, default
+    )
+    with pytest.raises(Exception):  # noqa: B017 - the bytes reach the synthesiser (which refuses these)
+        instruments.render(spec, soundfont=b"not a soundfont")
+
+
 def test_additive_fallback_plays_the_requested_pitch() -> None:
     wave = instruments._additive([(0.0, 1.0, 0, 69, 100)], "sustained", 1.2, seed=0)
     freqs, power = _spectrum(wave)

