@@ -4,8 +4,8 @@ The training corpus renders its instrument supplement with one soundfont (TimGM6
 from real instruments and other synthesisers. This renders the same clip specifications (instrument,
 register, texture, tempo, seed) with TimGM6mb and with the OPL-3 FM soundfont (Debian's ``opl3-soundfont``,
 on the allow-list, never in training) and scores a model on both: zero-shot instrument classification
-(top-1 over the instruments) and text→audio hit_rate@5 with the supplement's test-split captions. A large gap
-means the model learnt TimGM6mb's timbres rather than the instruments.
+(top-1 over the instruments, the classifier's default prompts) and text→audio hit_rate@5 with the
+supplement's test-split captions. A large gap means the model learnt TimGM6mb's timbres, not the instruments.
 
     python benchmarks/soundfont_transfer.py                      # the built-in model, 20 instruments x 6
     python benchmarks/soundfont_transfer.py --model runs/demo/model
@@ -26,7 +26,6 @@ from _common import SAMPLE_RATE, base_parser, machine, set_threads, write_result
 
 OPL3_PACKAGE = "opl3-soundfont"
 OPL3_SF2 = "usr/share/sounds/sf2/OPL-3_FM_128M.sf2"
-TEMPLATES = ("the sound of a {}", "a {} playing", "music played on a {}")
 
 
 def parse_args(argv: list[str] | None = None) -> Any:
@@ -73,12 +72,15 @@ def score(model: Any, waves: list[np.ndarray], clip_specs: list[dict], names: li
     """Zero-shot instrument accuracy and T2A hit_rate@5 (one test-split caption per clip, its own clip the
     relevant one) on one rendering."""
     from audiovec.apps.classify import ZeroShotClassifier
-    from audiovec.demo.synth.captions import make_captions
+    from audiovec.demo.synth.captions import make_captions, with_article
     from audiovec.evaluation.metrics import retrieval_metrics
 
     audio = model.encode_audio(waves, sample_rate=SAMPLE_RATE)
-    classifier = ZeroShotClassifier(model, names, templates=TEMPLATES)
-    predicted = [p.label for p in classifier.classify_vectors(audio)]
+    labels = {
+        with_article(n): n for n in names
+    }  # "a piano": the classifier's default prompts read as English
+    classifier = ZeroShotClassifier(model, list(labels))
+    predicted = [labels[p.label] for p in classifier.classify_vectors(audio)]
     truth = [s["instrument"] for s in clip_specs]
     rng = np.random.default_rng(seed + 1)
     captions, owner = [], []

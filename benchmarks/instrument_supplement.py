@@ -1,0 +1,128 @@
+"""A larger instrument supplement: does it teach instruments across soundfonts, and what does it cost on real sounds?
+
+Trains the demo's recipe twice on the same real-sound corpus, same steps and seed: as built, and with
+``--per-instrument`` extra TimGM6mb clips per General MIDI instrument (train-split captions). Scores both on
+the held-out real sources and with ``soundfont_transfer.py``'s two renderings (TimGM6mb, seen; OPL-3 FM,
+never in training).
+
+    python benchmarks/instrument_supplement.py --corpus runs/demo/corpus --steps 600 --threads 2
+
+Writes ``benchmarks/results/instrument_supplement.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from _common import base_parser, machine, set_threads, write_result
+from soundfont_transfer import opl3_soundfont, score, specs
+
+
+def parse_args(argv: list[str] | None = None) -> Any:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, required=True, help="a built corpus (audiovec data sounds)")
+    parser.add_argument("--per-instrument", type=int, default=40, help="extra training clips per instrument")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=Path("runs/instrument-supplement"))
+    return parser.parse_args(argv)
+
+
+def manifests(corpus: Path, work: Path, per_instrument: int) -> dict[str, Path]:
+    """The corpus's training rows with absolute paths, and the same plus the extra instrument clips."""
+    import soundfile as sf
+
+    from audiovec.demo.synth import instruments
+    from audiovec.demo.synth.captions import make_captions
+
+    rows = [json.loads(line) for line in (corpus / "train.jsonl").read_text().splitlines() if line.strip()]
+    for row in rows:
+        row["audio"] = str(corpus / row["audio"])
+    audio = work / "audio"
+    audio.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1234)  # apart from soundfont_transfer's test specs (seed 0)
+    extra = []
+    for name in instruments.INSTRUMENTS:
+        for i in range(per_instrument):
+            spec = instruments.make_spec("instrument", (name, instruments.REGISTERS[i % 3]), rng)
+            clip = instruments.render(spec)
+            path = audio / f"{name.replace(' ', '_')}-{i:03d}.wav"
+            sf.write(path, np.clip(clip.audio, -1, 1), 16_000, subtype="PCM_16")
+            captions = make_captions(
+                "instrument", clip.attrs, "train", np.random.default_rng(i + 7 * per_instrument), 4
+            )
+            extra.append({
+                "id": f"instr:{path.stem}", "audio": str(path), "captions": captions, "labels": clip.labels,
+                "source": "instrument-extra", "duration": round(len(clip.audio) / 16_000, 3), "kind": "synthetic",
+                "category": "synthetic instrument", "group": f"instrument-extra#{name}",
+            })  # fmt: skip
+    out = {"as built": work / "as_built.jsonl", "+ instruments": work / "plus_instruments.jsonl"}
+    out["as built"].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out["+ instruments"].write_text("".join(json.dumps(r) + "\n" for r in rows + extra))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from audiovec.demo.run import DemoOptions, compose_base_model, train_recipe
+    from audiovec.demo.synth import instruments
+    from audiovec.evaluation.evaluate import evaluate
+    from audiovec.evaluation.retrieval_sets import from_manifest
+    from audiovec.train.trainer import Trainer
+
+    args = parse_args(argv)
+    set_threads(args.threads)
+    names = list(instruments.INSTRUMENTS)
+    test_specs = specs(names, 6, 0)
+    fonts = {"TimGM6mb": instruments.soundfont_path().read_bytes(), "OPL-3 FM": opl3_soundfont(None)}
+    renders = {
+        font: [instruments.render(s, soundfont=data).audio for s in test_specs]
+        for font, data in fonts.items()
+    }
+    options = DemoOptions(steps=args.steps, minutes=0, progress=False, seed=args.seed)
+    base = compose_base_model(options, args.work / "base")
+    caches: dict[str, Any] = {}
+    results = {}
+    for variant, manifest in manifests(args.corpus, args.work, args.per_instrument).items():
+        run_dir = args.work / ("run-" + variant.replace(" ", "").replace("+", "plus-"))
+        overrides = {"output.plot": False, "output.checkpoint_every": 0, "output.save_final": False,
+                     "train.num_threads": args.threads}  # fmt: skip
+        trainer = Trainer(train_recipe(options, base, manifest, run_dir, overrides))
+        model = trainer.model
+        if (
+            model.tower.token_cache is not None
+        ):  # frozen tower: the clips both variants share keep their tokens
+            model.tower.token_cache = caches.setdefault("tokens", model.tower.token_cache)
+        trainer.fit()
+        model.eval()
+        with torch.no_grad():
+            held = evaluate(
+                model, [from_manifest(args.corpus / "heldout.jsonl", name="heldout")], use_cache=False, group_by="category"
+            )["heldout"]  # fmt: skip
+            fonts_scored = {
+                font: score(model, waves, test_specs, names, 0) for font, waves in renders.items()
+            }
+        results[variant] = {
+            "heldout_t2a_hit_rate@5": round(held["t2a"]["hit_rate@5"], 4),
+            "heldout_a2t_hit_rate@5": round(held["a2t"]["hit_rate@5"], 4),
+            "heldout_instruments_t2a": round(held["by_category"]["groups"]["instruments"]["t2a"]["hit_rate@5"], 4),
+            "soundfonts": {f: {k: r[k] for k in ("instrument_accuracy", "t2a_hit_rate@5")} for f, r in fonts_scored.items()},
+        }  # fmt: skip
+        print(variant, json.dumps(results[variant]), flush=True)
+    write_result(
+        "instrument_supplement",
+        {"machine": machine(), "steps": args.steps, "seed": args.seed, "per_instrument": args.per_instrument,
+         "chance_accuracy": round(1 / len(names), 4), "results": results},
+        args,
+    )  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
