@@ -27,8 +27,10 @@ def _bin(tmp_path: Path, pythons: tuple[str, ...]) -> Path:
     folder.mkdir(parents=True)
     for tool in ("dirname", "timeout", "rm", "mkdir", "bash", "env"):
         (folder / tool).symlink_to(shutil.which(tool))
-    for name in pythons:
-        (folder / name).symlink_to(sys.executable)
+    for name in pythons:  # a wrapper, not a symlink: a venv's python linked from elsewhere loses its venv
+        wrapper = folder / name
+        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        wrapper.chmod(0o755)
     return folder
 
 
