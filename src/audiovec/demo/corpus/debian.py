@@ -135,16 +135,3 @@ def member_bytes(deb: str | Path, path: str) -> bytes:
                 if handle is not None:
                     return handle.read()
     raise DataError(f"{deb}: has no file {path}")
-
-
-def copyright_text(deb: str | Path) -> str:
-    """The package's ``usr/share/doc/<package>/copyright`` (its licences), or '' when absent."""
-    result = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=False)
-    import io
-
-    with tarfile.open(fileobj=io.BytesIO(result.stdout), mode="r:") as tar:
-        for info in tar:
-            if info.name.endswith("/copyright") and "/doc/" in info.name and info.isfile():
-                handle = tar.extractfile(info)
-                return handle.read().decode("utf-8", "replace") if handle else ""
-    return ""
