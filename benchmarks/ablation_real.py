@@ -22,7 +22,6 @@ import shutil
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "no_balance": ("every clip equally often (no per-source balance)", {}, {"data.balance": "none"}),
     "no_fn_mask": ("no false-negative masking from labels/captions", {}, {"train.mask_false_negatives": False}),
     "fixed_temperature": ("temperature fixed at 0.07", {}, {"train.learnable_temperature": False}),
+    "max_tokens_16": ("a clip reaches the backbone as at most 16 segments (not 8)", {"projector_max_tokens": 16}, {}),
+    "downsample_2": ("projector downsample 2 (25 tokens/s, not 12.5)", {"projector_downsample": 2}, {}),
+    "adapter_r32": ("audio adapter rank 32 (not 16)", {"adapter_rank": 32}, {}),
+    "adapter_lr_1e-3": ("audio adapter lr 1e-3 (not 5e-4)", {"lr": 1e-3}, {}),
     "random_audio": ("Whisper re-initialised (random) + pretrained MiniLM", {"random_audio": True}, {}),
     "random_text": ("pretrained Whisper + MiniLM re-initialised (random)", {"random_text": True}, {}),
 }  # fmt: skip
@@ -84,9 +87,13 @@ def _model_key(options: Any) -> str:
     return hashlib.sha256(json.dumps({f: getattr(options, f) for f in fields}).encode()).hexdigest()[:12]
 
 
-def _token_key(options: Any) -> str:
-    """Frozen pretrained tower tokens do not depend on the seed; a re-initialised tower's do."""
-    return _model_key(options if options.random_audio else replace(options, seed=0))
+def token_key(options: Any) -> str:
+    """Tower tokens depend on the tower alone: not on the projector, nor on the seed unless the tower is
+    re-initialised."""
+    tower = {"tower_layers": options.tower_layers, "random_audio": options.random_audio}
+    if options.random_audio:
+        tower["seed"] = options.seed
+    return hashlib.sha256(json.dumps(tower).encode()).hexdigest()[:12]
 
 
 def run_variant(
@@ -112,7 +119,7 @@ def run_variant(
     trainer = Trainer(recipe)
     model = trainer.model
     if model.tower.token_cache is not None:  # frozen tower: variants of one base model share its tokens
-        model.tower.token_cache = caches.setdefault(_token_key(options), model.tower.token_cache)
+        model.tower.token_cache = caches.setdefault(token_key(options), model.tower.token_cache)
     summary = trainer.fit()
     train_s = time.perf_counter() - start
     model.eval()

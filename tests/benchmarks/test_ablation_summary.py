@@ -11,7 +11,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
-from ablation_real import markdown, summarise  # noqa: E402
+from ablation_real import VARIANTS, token_key, markdown, summarise  # noqa: E402
 
 
 def _record(variant: str, seed: int, t2a: float, a2t: float, macro: float, cats: dict[str, float]) -> dict:
@@ -41,3 +41,21 @@ def test_seeds_of_a_variant_are_averaged_and_their_spread_reported() -> None:
     table = markdown(rows).splitlines()
     assert table[2].startswith("| default | 3 | 0.260 ± 0.053 |")
     assert table[3].startswith("| rank8 | 1 | 0.250 | 0.350 | 0.300 |")
+
+
+def test_variants_of_one_tower_share_its_token_cache() -> None:
+    """Projector and adapter variants reuse the default's tower tokens; a different or random tower does not."""
+    from audiovec.demo.options import DemoOptions
+
+    def key(name: str, seed: int = 0) -> str:
+        return token_key(DemoOptions(seed=seed, **VARIANTS[name][1]))
+
+    assert (
+        key("default")
+        == key("default", 1)
+        == key("max_tokens_16")
+        == key("downsample_2")
+        == key("adapter_r32")
+    )
+    assert key("last_layer") != key("default")
+    assert key("random_audio") != key("random_audio", 1) != key("default")
