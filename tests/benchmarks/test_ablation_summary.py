@@ -11,7 +11,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
-from ablation_real import VARIANTS, token_key, markdown, summarise  # noqa: E402
+from ablation_real import VARIANTS, markdown, summarise, token_key  # noqa: E402
 
 
 def _record(variant: str, seed: int, t2a: float, a2t: float, macro: float, cats: dict[str, float]) -> dict:
