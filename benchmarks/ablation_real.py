@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import RESULTS, base_parser, machine, write_json
+from _recipe_runs import headline, heldout_scores, train_recipe_run
 
 # name -> (what it tests, DemoOptions changes, recipe overrides)
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
@@ -99,42 +100,26 @@ def token_key(options: Any) -> str:
 def run_variant(
     name: str, seed: int, corpus: dict[str, Any], args: Any, caches: dict[str, Any]
 ) -> dict[str, Any]:
-    import torch
-
-    from audiovec.demo.run import DemoOptions, compose_base_model, train_recipe
-    from audiovec.evaluation.evaluate import evaluate
-    from audiovec.evaluation.retrieval_sets import from_manifest
-    from audiovec.train.trainer import Trainer
+    from audiovec.demo.run import DemoOptions, compose_base_model
 
     what, changes, overrides = VARIANTS[name]
     options = DemoOptions(steps=args.steps, minutes=0, progress=False, seed=seed, **changes)
     base = compose_base_model(options, args.work / "models" / _model_key(options))
     run_dir = args.work / "runs" / f"{name}-seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    recipe = train_recipe(options, base, Path(corpus["train"]), run_dir, {
-        "output.save_final": False, "output.plot": False, "output.checkpoint_every": 0, "train.num_threads": args.threads,
-        **overrides,
-    })  # fmt: skip
     start = time.perf_counter()
-    trainer = Trainer(recipe)
-    model = trainer.model
-    if model.tower.token_cache is not None:  # frozen tower: variants of one base model share its tokens
-        model.tower.token_cache = caches.setdefault(token_key(options), model.tower.token_cache)
-    summary = trainer.fit()
+    model, summary = train_recipe_run(
+        options, base, Path(corpus["train"]), run_dir, args.threads, overrides, caches, token_key(options)
+    )
     train_s = time.perf_counter() - start
-    model.eval()
-    with torch.no_grad():
-        result = evaluate(
-            model, [from_manifest(corpus["heldout"], name="heldout")], use_cache=False, group_by="category"
-        )["heldout"]
-    groups = result["by_category"]["groups"]
+    held = heldout_scores(model, Path(corpus["heldout"]))
+    scores = headline(held)
     return {
         "variant": name, "seed": seed, "what": what, "steps": summary["steps"], "train_s": round(train_s, 1),
-        "t2a_hit_rate@5": round(result["t2a"]["hit_rate@5"], 4), "a2t_hit_rate@5": round(result["a2t"]["hit_rate@5"], 4),
-        "t2a_macro_hit_rate@5": round(result["by_category"]["macro"]["t2a"]["hit_rate@5"], 4),
-        "chance_t2a": round(result["chance"]["t2a"]["hit_rate@5"], 4),
-        "by_category": {c: round(g["t2a"].get("hit_rate@5", float("nan")), 4) for c, g in groups.items()},
-        "queries": {c: g["t2a_queries"] for c, g in groups.items()},
+        **{k: scores[k] for k in METRICS},
+        "chance_t2a": round(held["chance"]["t2a"]["hit_rate@5"], 4),
+        "by_category": scores["by_category"],
+        "queries": {c: g["t2a_queries"] for c, g in held["by_category"]["groups"].items()},
     }  # fmt: skip
 
 

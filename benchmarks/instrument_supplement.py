@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from _common import base_parser, machine, set_threads, write_result
+from _recipe_runs import corpus_training_rows, heldout_scores, train_recipe_run, write_training_manifest
 from soundfont_transfer import opl3_soundfont, score, specs
 
 
@@ -58,9 +59,7 @@ def manifests(
     from audiovec.demo.synth import instruments
     from audiovec.demo.synth.captions import make_captions
 
-    rows = [json.loads(line) for line in (corpus / "train.jsonl").read_text().splitlines() if line.strip()]
-    for row in rows:
-        row["audio"] = str(corpus / row["audio"])
+    rows = corpus_training_rows(corpus)
     audio = work / f"audio-{fonts}"
     audio.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1234)  # apart from soundfont_transfer's test specs (seed 0)
@@ -82,19 +81,16 @@ def manifests(
             })  # fmt: skip
     extra_name = variant_name(per_instrument, fonts)
     out = {"as built": work / "as_built.jsonl", extra_name: work / f"plus_{fonts}_{per_instrument}.jsonl"}
-    out["as built"].write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out[extra_name].write_text("".join(json.dumps(r) + "\n" for r in rows + extra))
+    write_training_manifest(rows, out["as built"])
+    write_training_manifest(rows + extra, out[extra_name])
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from audiovec.demo.run import DemoOptions, compose_base_model, train_recipe
+    from audiovec.demo.run import DemoOptions, compose_base_model
     from audiovec.demo.synth import instruments
-    from audiovec.evaluation.evaluate import evaluate
-    from audiovec.evaluation.retrieval_sets import from_manifest
-    from audiovec.train.trainer import Trainer
 
     args = parse_args(argv)
     set_threads(args.threads)
@@ -116,20 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         if variant not in wanted:
             continue
         run_dir = args.work / ("run-" + re.sub(r"[^a-z0-9]+", "-", variant.replace("+", "plus")).strip("-"))
-        overrides = {"output.plot": False, "output.checkpoint_every": 0, "output.save_final": False,
-                     "train.num_threads": args.threads}  # fmt: skip
-        trainer = Trainer(train_recipe(options, base, manifest, run_dir, overrides))
-        model = trainer.model
-        if (
-            model.tower.token_cache is not None
-        ):  # frozen tower: the clips both variants share keep their tokens
-            model.tower.token_cache = caches.setdefault("tokens", model.tower.token_cache)
-        trainer.fit()
-        model.eval()
+        # frozen tower: the clips both variants share keep their tokens
+        model, _ = train_recipe_run(options, base, manifest, run_dir, args.threads, token_caches=caches)
+        held = heldout_scores(model, args.corpus / "heldout.jsonl")
         with torch.no_grad():
-            held = evaluate(
-                model, [from_manifest(args.corpus / "heldout.jsonl", name="heldout")], use_cache=False, group_by="category"
-            )["heldout"]  # fmt: skip
             fonts_scored = {
                 font: score(model, waves, test_specs, names, 0) for font, waves in renders.items()
             }

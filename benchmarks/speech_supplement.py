@@ -23,6 +23,13 @@ from typing import Any
 import numpy as np
 
 from _common import RESULTS, base_parser, machine, set_threads, write_result
+from _recipe_runs import (
+    corpus_training_rows,
+    headline,
+    heldout_scores,
+    train_recipe_run,
+    write_training_manifest,
+)
 
 ENGLISH_VOICES = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp")
 CAPTIONS_PER_CLIP = 4
@@ -64,11 +71,8 @@ def word_rows(words: list[str], audio: Path, seed: int) -> list[dict]:
     with ESpeak() as engine:
         for i, word in enumerate(words):
             person = "man" if rng.random() < 0.5 else "woman"
-            spec = {
-                "language": "English", "voice": ENGLISH_VOICES[i % len(ENGLISH_VOICES)], "says": word,
-                "person": person, "variant": corpus_words.VARIANTS[person][int(rng.integers(len(corpus_words.VARIANTS[person])))],
-                "rate": int(rng.integers(130, 200)), "pitch": int(rng.integers(35, 70)),
-            }  # fmt: skip
+            voice = ENGLISH_VOICES[i % len(ENGLISH_VOICES)]
+            spec = {"language": "English", "voice": voice, "says": word, **corpus_words.speaker(person, rng)}
             wave = corpus_words.render(spec, engine)
             path = audio / f"{i:05d}-{word}.wav"
             sf.write(path, wave, 16_000, subtype="PCM_16")
@@ -85,47 +89,27 @@ def word_rows(words: list[str], audio: Path, seed: int) -> list[dict]:
 
 def manifest_with_words(corpus: Path, work: Path, n_words: int, seed: int) -> Path:
     """The corpus's training rows (absolute paths) plus ``n_words`` English word clips."""
-    rows = [json.loads(line) for line in (corpus / "train.jsonl").read_text().splitlines() if line.strip()]
-    for row in rows:
-        row["audio"] = str(corpus / row["audio"])
     extra = word_rows(english_words(n_words), work / f"audio-{n_words}", seed=1000 + seed)
-    out = work / f"plus_{n_words}_english_words.jsonl"
-    out.write_text("".join(json.dumps(r) + "\n" for r in rows + extra))
-    return out
+    return write_training_manifest(
+        corpus_training_rows(corpus) + extra, work / f"plus_{n_words}_english_words.jsonl"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    import torch
-
-    from audiovec.demo.run import DemoOptions, compose_base_model, train_recipe
-    from audiovec.evaluation.evaluate import evaluate
-    from audiovec.evaluation.retrieval_sets import from_manifest
-    from audiovec.train.trainer import Trainer
+    from audiovec.demo.run import DemoOptions, compose_base_model
 
     args = parse_args(argv)
     set_threads(args.threads)
     options = DemoOptions(steps=args.steps, minutes=0, progress=False, seed=args.seed)
     base = compose_base_model(options, args.work / "base")
     manifest = manifest_with_words(args.corpus, args.work, args.words, args.seed)
-    overrides = {"output.plot": False, "output.checkpoint_every": 0, "output.save_final": False,
-                 "train.num_threads": args.threads}  # fmt: skip
-    trainer = Trainer(
-        train_recipe(options, base, manifest, args.work / f"run-{args.words}-seed{args.seed}", overrides)
-    )
-    trainer.fit()
-    model = trainer.model
-    model.eval()
-    with torch.no_grad():
-        held = evaluate(
-            model, [from_manifest(args.corpus / "heldout.jsonl", name="heldout")], use_cache=False, group_by="category"
-        )["heldout"]  # fmt: skip
-    groups = held["by_category"]["groups"]
+    run_dir = args.work / f"run-{args.words}-seed{args.seed}"
+    model, _ = train_recipe_run(options, base, manifest, run_dir, args.threads)
+    scores = headline(heldout_scores(model, args.corpus / "heldout.jsonl"))
     record = {
         "words": args.words, "seed": args.seed, "steps": args.steps,
-        "heldout_t2a_hit_rate@5": round(held["t2a"]["hit_rate@5"], 4),
-        "heldout_a2t_hit_rate@5": round(held["a2t"]["hit_rate@5"], 4),
-        "heldout_t2a_macro_hit_rate@5": round(held["by_category"]["macro"]["t2a"]["hit_rate@5"], 4),
-        "by_category": {c: round(g["t2a"].get("hit_rate@5", float("nan")), 4) for c, g in groups.items()},
+        **{f"heldout_{k}": scores[k] for k in ("t2a_hit_rate@5", "a2t_hit_rate@5", "t2a_macro_hit_rate@5")},
+        "by_category": scores["by_category"],
     }  # fmt: skip
     print(json.dumps(record), flush=True)
     runs = [

@@ -59,11 +59,17 @@ def plan(n: int, rng: np.random.Generator) -> list[dict]:
         language = languages[i % len(languages)]
         voice, words = WORDS[language]
         person = "man" if rng.random() < 0.5 else "woman"
-        specs.append({
-            "language": language, "voice": voice, "says": pick(rng, words), "person": person,
-            "variant": pick(rng, VARIANTS[person]), "rate": int(rng.integers(130, 200)), "pitch": int(rng.integers(35, 70)),
-        })  # fmt: skip
+        says = pick(rng, words)
+        specs.append({"language": language, "voice": voice, "says": says, **speaker(person, rng)})
     return specs
+
+
+def speaker(person: str, rng: np.random.Generator) -> dict:
+    """How ``person`` ("man" or "woman") speaks one clip: an eSpeak voice variant, rate and pitch."""
+    return {
+        "person": person, "variant": pick(rng, VARIANTS[person]),
+        "rate": int(rng.integers(130, 200)), "pitch": int(rng.integers(35, 70)),
+    }  # fmt: skip
 
 
 def render(spec: dict, engine) -> np.ndarray:
