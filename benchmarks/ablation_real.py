@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> Any:
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.corpus_size, args.steps = "small", 12
+        args.corpus_size, args.steps = "small", 4
         args.variants = args.variants or QUICK_VARIANTS
     args.variants = args.variants or list(VARIANTS)
     args.out = args.out or RESULTS / ("ablation_real_quick.json" if args.quick else "ablation_real.json")

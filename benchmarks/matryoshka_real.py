@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from _common import RESULTS, base_parser, machine, write_json
-from ablation_real import _model_key
+from _recipe_runs import train_recipe_run
+from ablation_real import _model_key, token_key
 
 VARIANTS = {"plain": [], "matryoshka": "auto"}  # train.matryoshka_dims
 
@@ -42,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> Any:
     parser.add_argument("--seed", type=int, default=0, help="training seed (initialisation, batch order)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.corpus_size, args.steps = "small", 8
+        args.corpus_size, args.steps = "small", 4
     name = "matryoshka_real" + (f"_seed{args.seed}" if args.seed else "")
     args.out = args.out or RESULTS / (f"{name}_quick.json" if args.quick else f"{name}.json")
     return args
@@ -69,26 +70,24 @@ def score_sizes(model: Any, heldout: Path, sizes: list[int]) -> dict[str, dict[s
     return out
 
 
-def run_variant(name: str, corpus: dict[str, Any], args: Any) -> dict[str, Any]:
+def run_variant(
+    name: str, corpus: dict[str, Any], args: Any, caches: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train one variant; variants passing the same ``caches`` encode each clip with the frozen tower once."""
     import torch
 
-    from audiovec.demo.run import DemoOptions, compose_base_model, train_recipe
-    from audiovec.train.trainer import Trainer
+    from audiovec.demo.run import DemoOptions, compose_base_model
 
     options = DemoOptions(steps=args.steps, minutes=0, progress=False, seed=args.seed)
     base = compose_base_model(options, args.work / "models" / _model_key(options))
     run_dir = args.work / "runs" / name
     shutil.rmtree(run_dir, ignore_errors=True)
-    recipe = train_recipe(options, base, Path(corpus["train"]), run_dir, {
-        "output.save_final": False, "output.plot": False, "output.checkpoint_every": 0,
-        "train.num_threads": args.threads, "train.matryoshka_dims": VARIANTS[name],
-    })  # fmt: skip
     start = time.perf_counter()
-    trainer = Trainer(recipe)
-    summary = trainer.fit()
+    model, summary = train_recipe_run(
+        options, base, Path(corpus["train"]), run_dir, args.threads,
+        {"train.matryoshka_dims": VARIANTS[name]}, caches, token_key(options),
+    )  # fmt: skip
     train_s = time.perf_counter() - start
-    model = trainer.model
-    model.eval()
     full = model.embedding_dim
     sizes = [d for d in (full, full // 2, full // 4, full // 8) if d >= 1]
     with torch.no_grad():
@@ -124,9 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     done: dict[str, Any] = {}
     if args.resume and args.out.is_file():
         done = {r["variant"]: r for r in json.loads(args.out.read_text())["variants"]}
-    records = []
+    records: list[dict[str, Any]] = []
+    caches: dict[str, Any] = {}
     for name in args.variants:
-        record = done.get(name) or run_variant(name, corpus, args)
+        record = done.get(name) or run_variant(name, corpus, args, caches)
         records.append(record)
         print(f"{name}: {json.dumps(record['by_size'])} ({record['train_s']} s)", flush=True)
         write_json(

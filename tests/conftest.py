@@ -56,6 +56,17 @@ def pretrained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_real_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small real-sound corpus (``audiovec data sounds --size small``), built once for the slow benchmark
+    tests: each script given ``--corpus`` reuses it (same config), as a user's repeated runs do."""
+    from audiovec.demo.corpus.build import build_corpus
+
+    out = tmp_path_factory.mktemp("corpus") / "small"
+    build_corpus(out, size="small", progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
 def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny sharded checkpoints of the real classes in their published layouts (tests/helpers/checkpoints.py)."""
     from helpers.checkpoints import save_all_sources

@@ -16,20 +16,20 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 pytestmark = pytest.mark.slow
 
 
-def _ablation(tmp_path: Path, *extra: str) -> None:
+def _ablation(tmp_path: Path, corpus: Path, *extra: str) -> None:
     out, plot = tmp_path / "ablation_real.json", tmp_path / "ablation_real.png"
     proc = subprocess.run(
         [sys.executable, str(BENCH / "ablation_real.py"), "--quick", "--out", str(out), "--plot", str(plot),
-         "--work", str(tmp_path / "work"), *extra],
+         "--work", str(tmp_path / "work"), "--corpus", str(corpus), *extra],
         capture_output=True, text=True, timeout=1200, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-def test_ablation_real_quick_writes_every_variant(tmp_path: Path) -> None:
+def test_ablation_real_quick_writes_every_variant(tmp_path: Path, small_real_corpus: Path) -> None:
     out = tmp_path / "ablation_real.json"
     plot = tmp_path / "ablation_real.png"
-    _ablation(tmp_path)
+    _ablation(tmp_path, small_real_corpus)
     data = json.loads(out.read_text())
     assert data["quick"] is True and data["benchmark"] == "ablation_real"
     assert [v["variant"] for v in data["variants"]] == ["default", "random_audio"]
@@ -40,7 +40,7 @@ def test_ablation_real_quick_writes_every_variant(tmp_path: Path) -> None:
     assert plot.stat().st_size > 1000
     first = {(v["variant"], v["seed"]): v for v in data["variants"]}
 
-    _ablation(tmp_path, "--resume", "--variants", "default", "--seeds", "0", "1")
+    _ablation(tmp_path, small_real_corpus, "--resume", "--variants", "default", "--seeds", "0", "1")
     data = json.loads(out.read_text())
     assert [(v["variant"], v["seed"]) for v in data["variants"]] == [
         ("default", 0),

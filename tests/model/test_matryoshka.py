@@ -264,14 +264,14 @@ def test_index_cli_dim_flag(tiny_model_dir: Path, fsdd_clips, tmp_path: Path, ca
 
 
 @pytest.mark.slow
-def test_matryoshka_real_quick_scores_every_size(tmp_path: Path) -> None:
+def test_matryoshka_real_quick_scores_every_size(tmp_path: Path, small_real_corpus: Path) -> None:
     import subprocess
     import sys
 
     out = tmp_path / "matryoshka.json"
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "matryoshka_real.py"), "--quick", "--out", str(out),
-         "--work", str(tmp_path / "work")],
+         "--work", str(tmp_path / "work"), "--corpus", str(small_real_corpus)],
         capture_output=True, text=True, timeout=1200, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
