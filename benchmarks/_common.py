@@ -248,6 +248,17 @@ def paths_table(paths: dict[str, dict[str, Any]], columns: Sequence[str]) -> str
     return table([{"path": k, **v} for k, v in paths.items()], ["path", *columns])
 
 
+def save_figure(fig: Any, path: Path) -> Path:
+    """Lay out, write as PNG (folders made) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def write_json(name: str, data: dict[str, Any], out: Path | None = None, quick: bool = False) -> Path:
     """Write ``data`` (plus a timestamp) to ``out`` or ``benchmarks/results/<name>[_quick].json``."""
     path = out or RESULTS / (f"{name}_quick.json" if quick else f"{name}.json")

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, base_parser, machine, write_json
+from _common import RESULTS, base_parser, machine, save_figure, write_json
 from _recipe_runs import headline, heldout_scores, train_recipe_run
 
 # name -> (what it tests, DemoOptions changes, recipe overrides)
@@ -185,11 +185,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     ax.set_ylabel("held-out real sources")
     ax.set_title(f"Recipe ablation on held-out real sources ({rows[0]['steps']} steps each)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
