@@ -66,6 +66,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     for metric, label in (("t2a_hit_rate@5", "T2A hit_rate@5"), ("a2t_hit_rate@5", "A2T hit_rate@5")):
         errors = [r[metric + "_sd"] or 0.0 for r in rows]
         ax.errorbar(steps, [r[metric] for r in rows], yerr=errors, marker="o", capsize=3, label=label)
+    for r in rows:
+        ax.annotate(f"{len(r['seeds'])} seed(s)", (r["steps"], r["t2a_hit_rate@5"]), textcoords="offset points",
+                    xytext=(0, -14), ha="center", fontsize=7)  # fmt: skip
     ax.axhline(rows[0]["chance_t2a"], color="grey", ls="--", lw=1, label="chance (T2A)")
     ax.set_xscale("log", base=2)
     ax.set_xticks(steps, [str(s) for s in steps])
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             ])  # fmt: skip
         rows.append(curve_row(steps, default_runs(path)))  # every seed the budget has, earlier ones too
         print(f"{steps} steps: " + ", ".join(f"{m} {rows[-1][m]:.3f}" for m in METRICS), flush=True)
-    write_json("steps_curve", {"corpus": str(args.corpus), "seeds": args.seeds, "budgets": rows}, args.out)
+    write_json("steps_curve", {"corpus": args.corpus.name, "seeds": args.seeds, "budgets": rows}, args.out)
     if args.plot:
         plot(rows, args.plot)
     return 0
