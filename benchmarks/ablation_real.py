@@ -123,6 +123,13 @@ def run_variant(
     }  # fmt: skip
 
 
+def previous_runs(path: Path, steps: int) -> list[dict[str, Any]]:
+    """The runs a results file holds at this budget (other budgets don't mix); early records lack ``seed``."""
+    if not path.is_file():
+        return []
+    return [{"seed": 0, **r} for r in json.loads(path.read_text())["variants"] if r["steps"] == steps]
+
+
 METRICS = ("t2a_hit_rate@5", "a2t_hit_rate@5", "t2a_macro_hit_rate@5")
 
 
@@ -195,10 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     corpus_dir = args.corpus or args.work / "corpus"
     corpus = build_corpus(corpus_dir, size=args.corpus_size, progress=False)
-    records: list[dict[str, Any]] = []
-    if args.resume and args.out.is_file():
-        previous = json.loads(args.out.read_text())["variants"]
-        records = [{"seed": 0, **r} for r in previous if r["steps"] == args.steps]  # other budgets don't mix
+    records = previous_runs(args.out, args.steps) if args.resume else []
     done = {(r["variant"], r["seed"]) for r in records}
     caches: dict[str, Any] = {}
     for name in args.variants:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import RESULTS, base_parser, save_figure, write_json
-from ablation_real import METRICS, summarise
+from ablation_real import METRICS, previous_runs, summarise
 from ablation_real import main as ablation_main
 
 
@@ -43,10 +43,8 @@ def budget_file(results_dir: Path, steps: int) -> Path:
     return results_dir / f"ablation_real_steps{steps}.json"
 
 
-def default_runs(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [{"seed": 0, **r} for r in json.loads(path.read_text())["variants"] if r["variant"] == "default"]
+def default_runs(path: Path, steps: int) -> list[dict[str, Any]]:
+    return [r for r in previous_runs(path, steps) if r["variant"] == "default"]
 
 
 def curve_row(steps: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -84,13 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for steps in sorted(set(args.steps)):
         path = budget_file(args.results_dir, steps)
-        if not {r["seed"] for r in default_runs(path)} >= set(args.seeds):
+        if not {r["seed"] for r in default_runs(path, steps)} >= set(args.seeds):
             ablation_main([
                 "--corpus", str(args.corpus), "--corpus-size", args.corpus_size, "--steps", str(steps),
                 "--threads", str(args.threads), "--variants", "default", "--seeds", *map(str, args.seeds),
                 "--work", str(args.work), "--out", str(path), "--resume",
             ])  # fmt: skip
-        rows.append(curve_row(steps, default_runs(path)))  # every seed the budget has, earlier ones too
+        # every seed the budget has, earlier ones too
+        rows.append(curve_row(steps, default_runs(path, steps)))
         print(f"{steps} steps: " + ", ".join(f"{m} {rows[-1][m]:.3f}" for m in METRICS), flush=True)
     write_json("steps_curve", {"corpus": args.corpus.name, "seeds": args.seeds, "budgets": rows}, args.out)
     if args.plot:

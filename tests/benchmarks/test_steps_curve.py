@@ -34,9 +34,9 @@ def test_budgets_read_the_ablation_file_or_their_own_and_average_every_default_s
     assert budget_file(tmp_path, 600) == tmp_path / "ablation_real.json"
     assert budget_file(tmp_path, 1200) == tmp_path / "ablation_real_steps1200.json"
     assert budget_file(tmp_path, 2400) == tmp_path / "ablation_real_steps2400.json"  # not run yet
-    assert default_runs(tmp_path / "ablation_real_steps2400.json") == []
+    assert default_runs(tmp_path / "ablation_real_steps2400.json", 2400) == []
 
-    rows = [curve_row(s, default_runs(budget_file(tmp_path, s))) for s in (600, 1200)]
+    rows = [curve_row(s, default_runs(budget_file(tmp_path, s), s)) for s in (600, 1200)]
     assert rows[0]["steps"] == 600 and rows[0]["seeds"] == [0, 1]  # random_audio is not the recipe
     assert rows[0]["t2a_hit_rate@5"] == pytest.approx(0.25) and rows[0]["t2a_hit_rate@5_sd"] > 0
     assert rows[1]["t2a_hit_rate@5"] == pytest.approx(0.40) and rows[1]["t2a_hit_rate@5_sd"] is None
