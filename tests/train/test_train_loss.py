@@ -10,7 +10,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiovec.train.gradcache import full_batch_step, gradcache_step, split_batch
-from audiovec.train.loss import ContrastiveLoss, in_batch_accuracy, label_keys, text_keys
+from audiovec.train.loss import (
+    ContrastiveLoss,
+    facet_label_keys,
+    false_negative_mask,
+    in_batch_accuracy,
+    label_keys,
+    text_keys,
+)
 
 
 def reference_loss(audio, text, temperature, allowed):
@@ -65,6 +72,54 @@ def test_masking_removes_exactly_the_duplicate_pairs():
     assert got.item() == pytest.approx(reference_loss(a, t, 0.1, allowed), rel=1e-5)
     unmasked = ContrastiveLoss(0.1, learnable=False, mask_false_negatives=False)(a, t, keys)
     assert abs(unmasked.item() - got.item()) > 1e-4  # masking changed something
+
+
+FACET_LABELS = [["man_speech", "speech"]] * 4 + [["dog"]]
+FACET_FIELDS = [
+    {"language": "Dutch", "says": "hallo"},
+    {"language": "Dutch", "says": "dag"},
+    {"language": "French", "says": "mo"},
+    {"language": "dutch", "says": "Hallo"},
+    {},
+]
+FACET_CAPTIONS = [
+    "a man saying 'hallo' in Dutch",
+    "A man speaking",
+    "a man speaking French",
+    "A male voice talking in Dutch",
+    "a dog barking",
+]
+
+
+def test_facet_keys_mask_a_pair_only_when_the_caption_fits_the_other_clip():
+    keys = facet_label_keys(FACET_LABELS, FACET_FIELDS, FACET_CAPTIONS, ["language", "says", "accent"])
+    mask = false_negative_mask([keys])
+    mask.fill_diagonal_(False)
+    # (audio i, caption j): "A man speaking" fits every man; "... in Dutch" fits the Dutch men; "'hallo'
+    # in Dutch" fits clip 3 only (values compared case-free); French fits no other clip; the dog fits none
+    expected = {(0, 1), (2, 1), (3, 1), (0, 3), (1, 3), (3, 0)}
+    assert {tuple(ij) for ij in mask.nonzero().tolist()} == expected
+    # the label set alone masks every pair of the four men, in both directions
+    coarse = false_negative_mask([label_keys(FACET_LABELS)])
+    coarse.fill_diagonal_(False)
+    assert int(coarse.sum()) == 12
+
+
+def test_facet_masked_loss_matches_the_reference_and_is_not_symmetric():
+    keys = facet_label_keys(FACET_LABELS, FACET_FIELDS, FACET_CAPTIONS, ["language", "says"])
+    allowed_pairs = {(0, 1), (2, 1), (3, 1), (0, 3), (1, 3), (3, 0)}
+    allowed = [[(i, j) not in allowed_pairs for j in range(5)] for i in range(5)]
+    a, t = unit(5, 8, 10), unit(5, 8, 11)
+    got = ContrastiveLoss(0.1, learnable=False)(a, t, [text_keys(FACET_CAPTIONS), keys])
+    assert got.item() == pytest.approx(reference_loss(a, t, 0.1, allowed), rel=1e-5)
+
+
+def test_facet_keys_without_named_values_mask_as_the_label_set():
+    generic = ["a man speaking", "someone talking", "a male voice", "speech", "a dog"]
+    keys = facet_label_keys(FACET_LABELS, FACET_FIELDS, generic, ["language", "says"])
+    torch.testing.assert_close(false_negative_mask([keys]), false_negative_mask([label_keys(FACET_LABELS)]))
+    with pytest.raises(ValueError, match="differ in length"):
+        facet_label_keys(FACET_LABELS, FACET_FIELDS[:2], generic, ["language"])
 
 
 def test_masking_with_no_duplicates_is_a_no_op():

@@ -63,6 +63,7 @@ class ManifestDataset(Dataset):
         max_seconds: float | None = None,
         crop: str = "random",
         on_error: str = "raise",
+        fields: Sequence[str] = (),
     ) -> None:
         if crop not in ("random", "start"):
             raise ConfigError(f"crop must be 'random' or 'start', got {crop!r}")
@@ -81,6 +82,7 @@ class ManifestDataset(Dataset):
         self.max_seconds = max_seconds
         self.crop = crop
         self.on_error = on_error
+        self.fields = tuple(fields)  # row fields copied into each sample (e.g. language, for masking)
         self._durations: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -148,6 +150,7 @@ class ManifestDataset(Dataset):
             "waveform": self._crop(wave, index, epoch),
             "caption": self.caption_for(index, epoch),
             "labels": tuple(sorted(row.get("labels") or ())),
+            "fields": {name: row.get(name) for name in self.fields},
             "source": row.get("source", ""),
             "epoch": epoch,
             "position": position,
@@ -399,6 +402,7 @@ def collate_audio_text(items: list[dict[str, Any] | None], *, pad: bool = False)
         "audio_lengths": lengths,
         "captions": [item["caption"] for item in items],
         "labels": [item["labels"] for item in items],
+        "fields": [item.get("fields") or {} for item in items],
         "ids": [item["id"] for item in items],
         "sources": [item["source"] for item in items],
         "indices": torch.tensor([item["index"] for item in items], dtype=torch.long),

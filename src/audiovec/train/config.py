@@ -88,6 +88,9 @@ class TrainSpec:
     min_temperature: float = 0.01
     max_temperature: float = 1.0
     mask_false_negatives: bool = True
+    # manifest fields that captions may name (language, words said, accent): a pair is masked only when
+    # the caption is also true of the other clip (loss.facet_label_keys); [] = mask by label set alone
+    false_negative_facets: list[str] = field(default_factory=list)
     # Matryoshka: also train prefixes of the vectors ([384, 192, 96, 48], "auto" = full, 1/2, 1/4, 1/8;
     # [] = off), each re-normalised, losses averaged with matryoshka_weights ([] = equal); see train/matryoshka.py
     matryoshka_dims: Any = field(default_factory=list)

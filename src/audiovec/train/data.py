@@ -28,7 +28,7 @@ from audiovec.errors import ConfigError
 from audiovec.features import LogMelExtractor
 from audiovec.train.batches import AudioCaptionBatch, TextPairBatch, Tokens
 from audiovec.train.config import Recipe
-from audiovec.train.loss import label_keys, text_keys
+from audiovec.train.loss import facet_label_keys, label_keys, text_keys
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 _FSDD = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
@@ -82,7 +82,7 @@ def audio_dataset(
     """The training clips of ``entries`` (manifest paths, ``{path, weight}``, ``{fsdd: ...}``; ``rows``: rows
     given directly, weight 1), plain or balanced by group (``balance="sqrt"``)."""
     parts = [manifest_entry(recipe, e) for e in entries] + ([(rows, 1.0)] if rows else [])
-    kw = {"seed": seed, "max_seconds": recipe.data.max_seconds}
+    kw = {"seed": seed, "max_seconds": recipe.data.max_seconds, "fields": recipe.train.false_negative_facets}
     if balance == "sqrt":
         return _balanced(parts, recipe.data.balance_by, kw, seed)
     if len(parts) == 1:
@@ -133,17 +133,27 @@ class TextPairs(Dataset):
 
 
 def collate_audio(
-    items: list[dict[str, Any] | None], *, tokenizer: Any, n_mels: int, min_seconds: float = 0.0
+    items: list[dict[str, Any] | None],
+    *,
+    tokenizer: Any,
+    n_mels: int,
+    min_seconds: float = 0.0,
+    facets: tuple[str, ...] = (),
 ) -> AudioCaptionBatch:
-    """Waveforms → padded log-mel + lengths; captions → token ids; captions/labels → masking keys."""
+    """Waveforms → padded log-mel + lengths; captions → token ids; captions/labels (and the ``facets``
+    captions name) → masking keys."""
     batch = collate_audio_text(items)
     audio = _extractor(n_mels, min_seconds).batch(batch["waveforms"])
+    if facets:
+        labels = facet_label_keys(batch["labels"], batch["fields"], batch["captions"], facets)
+    else:
+        labels = label_keys(batch["labels"])
     return AudioCaptionBatch(
         features=audio["features"],
         lengths=audio["lengths"],
         content_lengths=audio.get("content_lengths"),
         captions=_tokens(tokenizer, batch["captions"]),
-        keys=[text_keys(batch["captions"]), label_keys(batch["labels"])],
+        keys=[text_keys(batch["captions"]), labels],
         epoch=int(batch["epoch"]),
         position=int(batch["position"]),
     )
@@ -213,7 +223,11 @@ def make_loader(
         if dev:
             dataset.rows = dataset.rows[: d.dev_max_items]
         collate = functools.partial(
-            collate_audio, tokenizer=tokenizer, n_mels=n_mels, min_seconds=min_seconds
+            collate_audio,
+            tokenizer=tokenizer,
+            n_mels=n_mels,
+            min_seconds=min_seconds,
+            facets=tuple(t.false_negative_facets),
         )
     sampler = BucketBatchSampler(
         dataset,

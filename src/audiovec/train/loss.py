@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
@@ -35,6 +36,42 @@ def label_keys(label_sets: Sequence[Iterable[str] | None]) -> Tensor:
         names = sorted({str(x).strip().lower() for x in labels or []})
         keys.append(_stable_hash("\x1f".join(names)) if names else NO_KEY)
     return torch.tensor(keys, dtype=torch.long)
+
+
+def facet_label_keys(
+    label_sets: Sequence[Iterable[str] | None],
+    fields: Sequence[Mapping[str, object] | None],
+    captions: Sequence[str],
+    facets: Sequence[str],
+) -> Tensor:
+    """Label-set keys that also know what each caption says about its clip: (B, 1 + 2F) ids.
+
+    Column 0 is :func:`label_keys`; then each facet's value per clip (``fields[i][facet]``, e.g. its
+    language or the words said; ``NO_KEY`` when absent); then 1 where the clip's caption names that value.
+    :func:`false_negative_mask` then masks audio i against caption j only when caption j is also true of
+    clip i: same label set, and the same value for every facet caption j names. "A man speaking" stays a
+    false negative for every male voice, while "a man saying 'hallo' in Dutch" no longer hides the other
+    men's clips (which masking by label set alone did, so speech never learned language or words).
+    """
+    if not len(label_sets) == len(fields) == len(captions):
+        raise ValueError("facet_label_keys: label_sets, fields and captions differ in length")
+    labels = label_keys(label_sets)
+    values = torch.full((len(captions), len(facets)), NO_KEY, dtype=torch.long)
+    named = torch.zeros((len(captions), len(facets)), dtype=torch.long)
+    for i, (row, caption) in enumerate(zip(fields, captions, strict=True)):
+        for f, facet in enumerate(facets):
+            value = " ".join(str((row or {}).get(facet) or "").lower().split())
+            if not value:
+                continue
+            values[i, f] = _stable_hash(value)
+            named[i, f] = int(_names(caption, value))
+    return torch.cat([labels[:, None], values, named], dim=1)
+
+
+def _names(caption: str, value: str) -> bool:
+    """Whether ``caption`` contains ``value`` as whole words (case and spacing ignored)."""
+    text = " ".join(caption.lower().split())
+    return re.search(rf"(?<!\w){re.escape(value)}(?!\w)", text) is not None
 
 
 def gather_batch(
@@ -80,16 +117,26 @@ def gather_no_grad(x: Tensor) -> Tensor:
 
 
 def false_negative_mask(row_keys: Sequence[Tensor], col_keys: Sequence[Tensor] | None = None) -> Tensor:
-    """``mask[i, j]`` is True where row i and column j share any key (same caption, same label set),
-    with ``NO_KEY`` never matching. The diagonal is left to the caller."""
+    """``mask[i, j]`` is True where audio row i and caption column j share any key (same caption, same
+    label set), with ``NO_KEY`` never matching. A 2-D key from :func:`facet_label_keys` matches when caption
+    j is true of clip i (so the mask need not be symmetric). The diagonal is left to the caller."""
     col_keys = row_keys if col_keys is None else col_keys
     mask = None
     for r, c in zip(row_keys, col_keys, strict=True):
-        same = (r[:, None] == c[None, :]) & (r[:, None] != NO_KEY)
+        same = _facet_match(r, c) if r.dim() == 2 else (r[:, None] == c[None, :]) & (r[:, None] != NO_KEY)
         mask = same if mask is None else mask | same
     if mask is None:
         raise ValueError("false_negative_mask needs at least one key tensor")
     return mask
+
+
+def _facet_match(rows: Tensor, cols: Tensor) -> Tensor:
+    """Clip i (``rows``) fits caption j (``cols``): same label set and every facet caption j names agrees."""
+    n = (rows.shape[1] - 1) // 2
+    labels = (rows[:, None, 0] == cols[None, :, 0]) & (rows[:, None, 0] != NO_KEY)
+    agree = rows[:, None, 1 : 1 + n] == cols[None, :, 1 : 1 + n]
+    named = cols[None, :, 1 + n :].bool()
+    return labels & (agree | ~named).all(dim=2)
 
 
 class ContrastiveLoss(nn.Module):
