@@ -21,6 +21,20 @@ def is_audio(name: str) -> bool:
     return name.lower().endswith(AUDIO_SUFFIXES)
 
 
+def has_no_suffix(name: str) -> bool:
+    """A file name without an extension (some games ship ``sound/rain``): audio only if its bytes say so."""
+    return PurePosixPath(name).suffix == ""
+
+
+def sounds_like_audio(head: bytes) -> bool:
+    """Whether the first bytes of a file are a WAV, Ogg, FLAC or AIFF header."""
+    return (
+        (head[:4] == b"RIFF" and head[8:12] == b"WAVE")
+        or head[:4] in (b"OggS", b"fLaC")
+        or (head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"))
+    )
+
+
 def is_archive(name: str) -> bool:
     return name.lower().endswith(ARCHIVE_SUFFIXES)
 

@@ -17,7 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from audiovec.demo.corpus.archives import ZIP_SUFFIXES, is_archive, is_audio, members
+from audiovec.demo.corpus.archives import (
+    ZIP_SUFFIXES,
+    has_no_suffix,
+    is_archive,
+    is_audio,
+    members,
+    sounds_like_audio,
+)
 from audiovec.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -104,16 +111,22 @@ def _files(deb: str | Path) -> Iterator[tarfile.TarFile]:
 
 
 def iter_members(package: str, deb: str | Path, tmp_dir: str | Path | None = None) -> Iterator[Member]:
-    """Every sound file of ``deb`` (plain files and the audio inside its archives), in the package's order."""
+    """Every sound file of ``deb`` (plain files, files without an extension whose header is audio, and the
+    audio inside its archives), in the package's order."""
     with _files(deb) as tar:
         for info in tar:
             name = info.name.lstrip("./")
-            if not info.isfile() or not (is_audio(name) or is_archive(name)):
+            bare = has_no_suffix(name)
+            if not info.isfile() or not (is_audio(name) or is_archive(name) or bare):
                 continue
             handle = tar.extractfile(info)
             if handle is None:
                 continue
-            if is_audio(name):
+            if bare:
+                head = handle.read(12)
+                if sounds_like_audio(head):
+                    yield Member(package, name, head + handle.read())
+            elif is_audio(name):
                 yield Member(package, name, handle.read())
             elif name.lower().endswith(ZIP_SUFFIXES):  # random access needed: spool to disk
                 with tempfile.TemporaryFile(dir=tmp_dir) as spool:
