@@ -51,7 +51,7 @@ def facet_label_keys(
     :func:`false_negative_mask` then masks audio i against caption j only when caption j is also true of
     clip i: same label set, and the same value for every facet caption j names. "A man speaking" stays a
     false negative for every male voice, while "a man saying 'hallo' in Dutch" no longer hides the other
-    men's clips (which masking by label set alone did, so speech never learned language or words).
+    men's clips, as masking by label set alone does (docs/ablation.md measures both).
     """
     if not len(label_sets) == len(fields) == len(captions):
         raise ValueError("facet_label_keys: label_sets, fields and captions differ in length")
