@@ -41,6 +41,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "no_fn_mask": ("no false-negative masking from labels/captions", {}, {"train.mask_false_negatives": False}),
     "facet_mask": ("a pair is masked only if the caption is also true of the other clip (language, words said, accent)",
                    {}, {"train.false_negative_facets": ["language", "says", "accent"]}),
+    "augment": ("waveform augmentation: each clip as recorded + 2 fixed versions (level, noise, reverb, band limit)",
+                {}, {"data.augment.variants": 3, "train.cache_tower_gb": 4.0}),
     "fixed_temperature": ("temperature fixed at 0.07", {}, {"train.learnable_temperature": False}),
     "max_tokens_16": ("a clip reaches the backbone as at most 16 segments (not 8)", {"projector_max_tokens": 16}, {}),
     "downsample_2": ("projector downsample 2 (25 tokens/s, not 12.5)", {"projector_downsample": 2}, {}),

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from audiovec.audio import load_audio
+from audiovec.data.augment import AugmentSpec, augment
 from audiovec.data.manifest import Row, read_manifest, validate_row
 from audiovec.data.prepare.common import audio_duration
 from audiovec.dist import world
@@ -26,7 +27,8 @@ from audiovec.errors import AudiovecError, ConfigError, DataError
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
-_CAPTION, _CROP, _ORDER, _BATCHES, _SOURCE = 1, 2, 3, 4, 5  # salts that keep the random streams apart
+# salts that keep the random streams apart
+_CAPTION, _CROP, _ORDER, _BATCHES, _SOURCE, _VARIANT, _AUGMENT = range(1, 8)
 
 
 class SampleKey(NamedTuple):
@@ -52,7 +54,9 @@ class ManifestDataset(Dataset):
 
     The waveform is decoded with :func:`audiovec.audio.load_audio` (mono float32, 16 kHz) inside the
     worker; clips longer than ``max_seconds`` are cropped (``crop="random"``: an offset fixed by
-    seed/epoch/index; ``"start"``: the beginning). One caption is chosen per (seed, epoch, index).
+    seed/epoch/index; ``"start"``: the beginning). One caption is chosen per (seed, epoch, index). With an
+    active ``augment`` spec each (seed, epoch, index) also draws one of the clip's fixed versions
+    (:mod:`audiovec.data.augment`; version 0 is the clip as recorded).
     """
 
     def __init__(
@@ -64,6 +68,7 @@ class ManifestDataset(Dataset):
         crop: str = "random",
         on_error: str = "raise",
         fields: Sequence[str] = (),
+        augment: AugmentSpec | None = None,
     ) -> None:
         if crop not in ("random", "start"):
             raise ConfigError(f"crop must be 'random' or 'start', got {crop!r}")
@@ -83,6 +88,7 @@ class ManifestDataset(Dataset):
         self.crop = crop
         self.on_error = on_error
         self.fields = tuple(fields)  # row fields copied into each sample (e.g. language, for masking)
+        self.augment = augment.validate() if augment is not None and augment.active else None
         self._durations: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -133,6 +139,18 @@ class ManifestDataset(Dataset):
             start = int(_rng(self.seed, _CROP, epoch, index).integers(wave.shape[0] - limit + 1))
         return np.ascontiguousarray(wave[start : start + limit])
 
+    def version(self, index: int, epoch: int) -> int:
+        """Which fixed version of clip ``index`` epoch ``epoch`` trains on (0: as recorded)."""
+        if self.augment is None:
+            return 0
+        return int(_rng(self.seed, _VARIANT, epoch, index).integers(self.augment.variants))
+
+    def _augmented(self, wave: np.ndarray, index: int, epoch: int) -> np.ndarray:
+        version = self.version(index, epoch)
+        if version == 0 or self.augment is None:
+            return wave
+        return augment(wave, self.augment, _rng(self.seed, _AUGMENT, index, version))
+
     def __getitem__(self, key: int | SampleKey) -> dict[str, Any] | None:
         index, epoch, position = _unpack(key, self.epoch)
         row = self.rows[index]
@@ -147,7 +165,7 @@ class ManifestDataset(Dataset):
         return {
             "index": index,
             "id": row["id"],
-            "waveform": self._crop(wave, index, epoch),
+            "waveform": self._augmented(self._crop(wave, index, epoch), index, epoch),
             "caption": self.caption_for(index, epoch),
             "labels": tuple(sorted(row.get("labels") or ())),
             "fields": {name: row.get(name) for name in self.fields},

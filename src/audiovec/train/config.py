@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from audiovec.data.augment import AugmentSpec
 from audiovec.errors import ConfigError
 from audiovec.train.matryoshka import parse_dims, resolve_weights
 
@@ -43,6 +44,8 @@ class DataSpec:
     num_workers: int = 0  # DataLoader workers decoding audio
     bucket_size: int = 16  # batches per length bucket window (length-bucketed sampling)
     dev_max_items: int = 256
+    # waveform augmentation of training clips (level, noise, reverb, band limit); off unless variants > 1
+    augment: AugmentSpec = field(default_factory=AugmentSpec)
 
 
 @dataclass
@@ -132,6 +135,7 @@ class Recipe:
         _choice("train.trainable", t.trainable, TRAINABLE)
         _choice("train.precision", t.precision, PRECISIONS)
         _choice("data.balance", self.data.balance, ("none", "sqrt"))
+        self.data.augment.validate()
         if (self.model.path is None) == (self.model.tiny is None):
             raise ConfigError(
                 "model: give exactly one of `path` (a model folder) or `tiny` (a test model spec)"

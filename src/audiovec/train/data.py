@@ -77,12 +77,23 @@ def manifest_entry(recipe: Recipe, entry: Any) -> tuple[Any, float]:
 
 
 def audio_dataset(
-    recipe: Recipe, entries: list[Any], seed: int, balance: str = "none", rows: list[dict] | None = None
+    recipe: Recipe,
+    entries: list[Any],
+    seed: int,
+    balance: str = "none",
+    rows: list[dict] | None = None,
+    augment: bool = False,
 ) -> ManifestDataset | MixtureDataset:
     """The training clips of ``entries`` (manifest paths, ``{path, weight}``, ``{fsdd: ...}``; ``rows``: rows
-    given directly, weight 1), plain or balanced by group (``balance="sqrt"``)."""
+    given directly, weight 1), plain or balanced by group (``balance="sqrt"``); ``augment``: apply the
+    recipe's ``data.augment`` (training only: dev clips stay as recorded)."""
     parts = [manifest_entry(recipe, e) for e in entries] + ([(rows, 1.0)] if rows else [])
-    kw = {"seed": seed, "max_seconds": recipe.data.max_seconds, "fields": recipe.train.false_negative_facets}
+    kw = {
+        "seed": seed,
+        "max_seconds": recipe.data.max_seconds,
+        "fields": recipe.train.false_negative_facets,
+        "augment": recipe.data.augment if augment else None,
+    }
     if balance == "sqrt":
         return _balanced(parts, recipe.data.balance_by, kw, seed)
     if len(parts) == 1:
@@ -219,7 +230,7 @@ def make_loader(
         collate = functools.partial(collate_pairs, tokenizer=tokenizer, with_negatives=dataset.has_negatives)
     else:
         entries = [d.dev] if dev else d.train
-        dataset = audio_dataset(recipe, entries, t.seed, "none" if dev else d.balance)
+        dataset = audio_dataset(recipe, entries, t.seed, "none" if dev else d.balance, augment=not dev)
         if dev:
             dataset.rows = dataset.rows[: d.dev_max_items]
         collate = functools.partial(
