@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from audiovec.demo.options import DemoOptions
 
 SIZES = ("small", "default", "large")  # = audiovec.demo.corpus.build.SIZES
 
@@ -32,21 +36,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    choices=["audio_adapter", "projector", "frozen_tower", "full", "lora"],
                    help="what trains (default audio_adapter: text keeps the pretrained MiniLM space)")  # fmt: skip
     p.add_argument("--min-seconds", type=float, default=d.min_seconds, help="pad short clips with silence")
+    p.add_argument("--augment-variants", type=int, default=d.augment_variants, metavar="N",
+                   help="versions of each training clip, the recorded one included: the others with random "
+                   "level, noise, room reverb and band limit (default 0: off; e.g. 3)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="a small, fast run (CI): small corpus, 200 steps")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from audiovec.demo.run import DemoOptions, print_summary, run_demo
+def options_from_args(args: argparse.Namespace) -> DemoOptions:
+    """The demo's settings from parsed arguments (``--quick`` applied)."""
+    from audiovec.demo.options import DemoOptions
 
     options = DemoOptions(
         out=args.out, corpus_size=args.corpus_size, packages=args.packages, steps=args.steps,
         minutes=args.minutes, batch_size=args.batch_size, seed=args.seed, trainable=args.trainable,
-        min_seconds=args.min_seconds, progress=not args.no_progress,
+        min_seconds=args.min_seconds, augment_variants=args.augment_variants, progress=not args.no_progress,
     )  # fmt: skip
     if args.quick:  # a fixed number of steps (not a time budget), so CI measures the same run everywhere
         options.corpus_size = "small"
         options.steps, options.minutes = min(options.steps, 200), 15.0
-    print_summary(run_demo(options))
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    from audiovec.demo.run import print_summary, run_demo
+
+    print_summary(run_demo(options_from_args(args)))
     return 0

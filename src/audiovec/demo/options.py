@@ -27,6 +27,7 @@ class DemoOptions:
     window_seconds: float = 30.0
     min_seconds: float = 0.0
     max_seconds: float = 10.0
+    augment_variants: int = 0  # versions per training clip, the recorded one included (data.augment); 0: off
     precision: str = "fp32"
     examples: int = 6
     progress: bool = True

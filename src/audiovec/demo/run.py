@@ -120,7 +120,7 @@ def train_recipe(
         "model": {"path": str(model_dir)},
         "data": {
             "train": [str(train_manifest)], "max_seconds": options.max_seconds, "num_workers": 0,
-            "balance": "sqrt", "balance_by": "group",
+            "balance": "sqrt", "balance_by": "group", "augment": {"variants": options.augment_variants},
         },
         "train": {
             "trainable": options.trainable, "steps": options.steps, "batch_size": options.batch_size,
