@@ -21,9 +21,10 @@ def test_augment_variants_reach_the_recipe(tmp_path: Path) -> None:
     assert options.augment_variants == 3
     recipe = train_recipe(options, tmp_path, tmp_path / "train.jsonl", tmp_path / "run")
     assert recipe.data.augment.variants == 3 and recipe.data.augment.active
+    assert recipe.train.cache_tower_gb == 6.0  # room for the tokens of all three versions
 
 
 def test_the_demo_trains_on_clips_as_recorded_by_default(tmp_path: Path) -> None:
     assert demo_cmd.options_from_args(_parse([])) == DemoOptions()
     recipe = train_recipe(DemoOptions(), tmp_path, tmp_path / "train.jsonl", tmp_path / "run")
-    assert not recipe.data.augment.active
+    assert not recipe.data.augment.active and recipe.train.cache_tower_gb == 2.0

@@ -127,6 +127,9 @@ def train_recipe(
             "lr": options.lr, "new_lr": options.new_lr, "warmup_steps": max(1, options.steps // 20),
             "max_minutes": options.minutes, "seed": options.seed, "precision": options.precision,
             "audio_adapter": {"r": options.adapter_rank, "alpha": 2.0 * options.adapter_rank},
+            # every fixed version of a clip has its own tower tokens: room for all of them (a bound, not used
+            # unless filled; the large corpus's versions as recorded take 1.2 GB)
+            "cache_tower_gb": 2.0 * max(1, options.augment_variants),
         },
         "output": {
             "dir": str(run_dir), "checkpoint_every": max(100, options.steps // 4), "keep_last": 1,
