@@ -3,8 +3,9 @@
 Game and library sound effects are clean, close-miked and normalised; the recordings users search are not.
 Each transform keeps what a caption says true (a dog barking in a reverberant room with hiss is still a dog
 barking), so the captions stay as they are. Everything is a pure function of a numpy generator, which the
-dataset seeds from ``(seed, index, variant)``: a clip has ``variants`` fixed versions (version 0 is the
-clean clip), so a frozen tower's token cache still hits from the second visit of each version on.
+dataset seeds from ``(seed, clip id, version)``: a clip has ``variants`` fixed versions (version 0 is the
+clean clip), so a frozen tower's token cache still hits from the second visit of each version on (for clips
+under the training crop length; a longer clip gets a new crop, and so new tokens, every epoch anyway).
 """
 
 from __future__ import annotations
@@ -31,16 +32,16 @@ class AugmentSpec:
     filter_p: float = 0.3
 
     def validate(self) -> AugmentSpec:
-        if self.variants < 0:
-            raise ConfigError(f"data.augment.variants must be >= 0, got {self.variants}")
+        if not isinstance(self.variants, int) or isinstance(self.variants, bool) or self.variants < 0:
+            raise ConfigError(f"data.augment.variants must be an integer >= 0, got {self.variants!r}")
         for name in ("noise_p", "reverb_p", "filter_p"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"data.augment.{name} must be within [0, 1], got {value}")
         for name in ("gain_db", "snr_db", "rt60_s"):
             bounds = getattr(self, name)
-            if len(bounds) != 2:
-                raise ConfigError(f"data.augment.{name} must be [low, high], got {bounds}")
+            if not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
+                raise ConfigError(f"data.augment.{name} must be [low, high], got {bounds!r}")
             low, high = bounds
             if low > high:
                 raise ConfigError(f"data.augment.{name}: low {low} is above high {high}")
@@ -58,12 +59,13 @@ def augment(wave: np.ndarray, spec: AugmentSpec, rng: np.random.Generator) -> np
     out = np.asarray(wave, dtype=np.float64)
     if out.size == 0 or not np.any(out):
         return np.asarray(wave, dtype=np.float32)
-    if rng.random() < spec.filter_p:
-        out = colour(out, rng)
+    # the order of a recording: the source in a room, background sound, then the microphone's band limit
     if rng.random() < spec.reverb_p:
         out = reverberate(out, float(rng.uniform(*spec.rt60_s)), rng)
     if rng.random() < spec.noise_p:
         out = add_noise(out, float(rng.uniform(*spec.snr_db)), rng)
+    if rng.random() < spec.filter_p:
+        out = colour(out, rng)
     out = out * 10.0 ** (float(rng.uniform(*spec.gain_db)) / 20.0)
     peak = float(np.max(np.abs(out)))
     if peak > 1.0:  # scale down rather than clip: clipping would add distortion no caption mentions
@@ -79,8 +81,10 @@ def add_noise(wave: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.n
     """Add white, pink or brown noise ``snr_db`` below the clip's RMS (room tone, wind, hiss)."""
     exponent = float(rng.choice([0.0, 1.0, 2.0]))  # power falls as 1/f**exponent
     spectrum = np.fft.rfft(rng.standard_normal(wave.shape[0]))
-    freqs = np.maximum(np.fft.rfftfreq(wave.shape[0], d=1.0 / SAMPLE_RATE), 20.0)  # no rumble below 20 Hz
-    noise = np.fft.irfft(spectrum / freqs ** (exponent / 2.0), n=wave.shape[0])
+    freqs = np.fft.rfftfreq(wave.shape[0], d=1.0 / SAMPLE_RATE)
+    # nothing below 20 Hz: the log-mel front end hardly sees it, so it would only lower the audible SNR
+    shape = np.where(freqs >= 20.0, np.maximum(freqs, 20.0) ** (-exponent / 2.0), 0.0)
+    noise = np.fft.irfft(spectrum * shape, n=wave.shape[0])
     level = _rms(noise)
     if level == 0.0:
         return wave
@@ -105,13 +109,19 @@ def reverberate(wave: np.ndarray, rt60: float, rng: np.random.Generator) -> np.n
 
 def colour(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A microphone or speaker's band limit: a smooth low-pass (1.5-7 kHz) or high-pass (80-500 Hz)."""
-    freqs = np.fft.rfftfreq(wave.shape[0], d=1.0 / SAMPLE_RATE)
     order = float(rng.choice([1.0, 2.0]))
     if rng.random() < 0.5:
         cutoff = float(rng.uniform(1500.0, 7000.0))
-        response = 1.0 / np.sqrt(1.0 + (freqs / cutoff) ** (2 * order))
+
+        def response(freqs: np.ndarray) -> np.ndarray:
+            return 1.0 / np.sqrt(1.0 + (freqs / cutoff) ** (2 * order))
     else:
         cutoff = float(rng.uniform(80.0, 500.0))
-        ratio = freqs / cutoff
-        response = ratio**order / np.sqrt(1.0 + ratio ** (2 * order))
-    return np.fft.irfft(np.fft.rfft(wave) * response, n=wave.shape[0])
+
+        def response(freqs: np.ndarray) -> np.ndarray:
+            ratio = freqs / cutoff
+            return ratio**order / np.sqrt(1.0 + ratio ** (2 * order))
+
+    size = 1 << (2 * wave.shape[0] - 1).bit_length()  # zero-padded: the response must not wrap around
+    freqs = np.fft.rfftfreq(size, d=1.0 / SAMPLE_RATE)
+    return np.fft.irfft(np.fft.rfft(wave, size) * response(freqs), size)[: wave.shape[0]]

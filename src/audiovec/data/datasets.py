@@ -7,6 +7,7 @@ batch order never depend on worker processes or on where a run was resumed. The 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -139,17 +140,26 @@ class ManifestDataset(Dataset):
             start = int(_rng(self.seed, _CROP, epoch, index).integers(wave.shape[0] - limit + 1))
         return np.ascontiguousarray(wave[start : start + limit])
 
-    def version(self, index: int, epoch: int) -> int:
-        """Which fixed version of clip ``index`` epoch ``epoch`` trains on (0: as recorded)."""
+    def clip_key(self, index: int) -> int:
+        """A 32-bit key from the row's id: augmentation is seeded by it, not by the row's position, so clips
+        at the same position of different datasets (the groups of a balanced mixture) differ."""
+        row = self.rows[index]
+        name = str(row.get("id") or row["audio"]).encode()
+        return int.from_bytes(hashlib.blake2b(name, digest_size=4).digest(), "little")
+
+    def version(self, index: int, epoch: int, position: int = -1) -> int:
+        """Which fixed version of clip ``index`` one visit trains on (0: as recorded). A visit is its epoch and
+        batch position, so a clip drawn several times per epoch (balanced sampling) gets a version each time."""
         if self.augment is None:
             return 0
-        return int(_rng(self.seed, _VARIANT, epoch, index).integers(self.augment.variants))
+        rng = _rng(self.seed, _VARIANT, epoch, position, self.clip_key(index))
+        return int(rng.integers(self.augment.variants))
 
-    def _augmented(self, wave: np.ndarray, index: int, epoch: int) -> np.ndarray:
-        version = self.version(index, epoch)
+    def _augmented(self, wave: np.ndarray, index: int, epoch: int, position: int) -> np.ndarray:
+        version = self.version(index, epoch, position)
         if version == 0 or self.augment is None:
             return wave
-        return augment(wave, self.augment, _rng(self.seed, _AUGMENT, index, version))
+        return augment(wave, self.augment, _rng(self.seed, _AUGMENT, self.clip_key(index), version))
 
     def __getitem__(self, key: int | SampleKey) -> dict[str, Any] | None:
         index, epoch, position = _unpack(key, self.epoch)
@@ -165,7 +175,7 @@ class ManifestDataset(Dataset):
         return {
             "index": index,
             "id": row["id"],
-            "waveform": self._augmented(self._crop(wave, index, epoch), index, epoch),
+            "waveform": self._augmented(self._crop(wave, index, epoch), index, epoch, position),
             "caption": self.caption_for(index, epoch),
             "labels": tuple(sorted(row.get("labels") or ())),
             "fields": {name: row.get(name) for name in self.fields},
