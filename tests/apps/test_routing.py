@@ -46,8 +46,10 @@ def routes_file(tmp_path: Path, fsdd_clips: list[Path]) -> Path:
     return path
 
 
-def test_example_clips_route_to_their_own_route(model, routes_file, fsdd_clips):
-    router = Router.from_yaml(model, routes_file)
+def test_example_clips_route_to_their_own_route(pretrained_model_dir, routes_file, fsdd_clips):
+    # spread vectors: the tiny random model puts every clip within cosine 1e-4 of every other, so which route
+    # wins there follows rounding (it changed with transformers 5.25's initialisation)
+    router = Router.from_yaml(AudioTextEmbedder.from_pretrained(pretrained_model_dir), routes_file)
     for clip, name in [(fsdd_clips[0], "first"), (fsdd_clips[2], "second"), (fsdd_clips[3], "fourth")]:
         match = router.route(str(clip))
         assert match.name == name and match.score == pytest.approx(1.0, abs=1e-4)
