@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from audiovec.audio import SAMPLE_RATE
 from audiovec.errors import ConfigError
-
-SAMPLE_RATE = 16_000
 
 
 @dataclass

@@ -56,8 +56,8 @@ class ManifestDataset(Dataset):
     The waveform is decoded with :func:`audiovec.audio.load_audio` (mono float32, 16 kHz) inside the
     worker; clips longer than ``max_seconds`` are cropped (``crop="random"``: an offset fixed by
     seed/epoch/index; ``"start"``: the beginning). One caption is chosen per (seed, epoch, index). With an
-    active ``augment`` spec each (seed, epoch, index) also draws one of the clip's fixed versions
-    (:mod:`audiovec.data.augment`; version 0 is the clip as recorded).
+    active ``augment`` spec each visit (epoch, batch position) draws one of the clip's fixed versions, seeded
+    by its id (:mod:`audiovec.data.augment`; version 0 is the clip as recorded).
     """
 
     def __init__(
