@@ -135,16 +135,19 @@ def test_stays_in_sync_after_add_and_delete(planted) -> None:
 
 
 @pytest.mark.slow
-def test_add_with_a_model_keeps_the_graph_in_sync(tmp_path: Path, tiny_model_dir: Path, fsdd_clips) -> None:
-    model = AudioTextEmbedder.from_pretrained(tiny_model_dir)
+def test_add_with_a_model_keeps_the_graph_in_sync(
+    tmp_path: Path, pretrained_model_dir: Path, fsdd_clips
+) -> None:
+    model = AudioTextEmbedder.from_pretrained(pretrained_model_dir)
     index = AudioIndex(tmp_path / "db")
-    index.add(model, fsdd_clips[:2], model_dir=tiny_model_dir)
+    index.add(model, fsdd_clips[:2], model_dir=pretrained_model_dir)
     index.build_index("hnsw", dtype="f32")
-    report = index.add(model, fsdd_clips[:4], model_dir=tiny_model_dir)
+    report = index.add(model, fsdd_clips[:4], model_dir=pretrained_model_dir)
     assert report.ann_built and len(report.added) == 2
     stored = index.table().search().select(["path", "window", "vector"]).limit(None).to_arrow().to_pylist()
     assert len(ann.sidecar(index).graph) == len(stored) == index.count()
-    for row in stored:  # each stored vector finds its own row (cosine 1.0) through the graph
+    for row in stored:  # each stored vector finds its own row (cosine 1.0) through the graph; the pretrained
+        # model keeps the clips apart (the tiny random one puts them all within cosine 1e-4: ties)
         (hit,) = index.search(np.asarray(row["vector"], np.float32), k=1)
         assert (hit.path, hit.window) == (row["path"], row["window"])
 

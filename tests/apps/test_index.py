@@ -255,12 +255,13 @@ def test_index_built_by_another_model_is_refused(model, clips, tmp_path):
     assert len(report.added) == 2 and index.count() == 2
 
 
-def test_cli_index_then_search_text_and_audio(tiny_model_dir, model, clips, tmp_path, capsys):
+def test_cli_index_then_search_text_and_audio(pretrained_model_dir, clips, tmp_path, capsys):
     db = tmp_path / "db"
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF")
     assert (
-        main(["index", str(tiny_model_dir), str(clips[0].parent), str(bad), "--db", str(db), "--json"]) == 0
+        main(["index", str(pretrained_model_dir), str(clips[0].parent), str(bad), "--db", str(db), "--json"])
+        == 0
     )
     report = json.loads(capsys.readouterr().out)
     assert len(report["added"]) == len(clips) and list(report["failed"]) == [str(bad)]
@@ -273,7 +274,9 @@ def test_cli_index_then_search_text_and_audio(tiny_model_dir, model, clips, tmp_
     assert main(["search", "--db", str(tmp_path / "nothing"), "dog"]) == 1
 
 
-def test_cli_index_ann_switches_between_the_hnsw_graph_and_lancedb(tiny_model_dir, clips, tmp_path, capsys):
+def test_cli_index_ann_switches_between_the_hnsw_graph_and_lancedb(
+    pretrained_model_dir, clips, tmp_path, capsys
+):
     """``--ann hnsw`` builds the sidecar graph at any size, instead of LanceDB's index even past the threshold,
     and search goes through it (a clip finds itself); a later run without ``--ann`` keeps it in sync;
     ``--ann lancedb`` drops it for LanceDB's own index past the threshold. A quantised index refuses a graph
@@ -281,7 +284,7 @@ def test_cli_index_ann_switches_between_the_hnsw_graph_and_lancedb(tiny_model_di
     from audiovec import ann
 
     db = tmp_path / "db"
-    base = ["index", str(tiny_model_dir), "--db", str(db), "--json", "--ann-threshold", "1"]
+    base = ["index", str(pretrained_model_dir), "--db", str(db), "--json", "--ann-threshold", "1"]
     assert main([*base, *map(str, clips[:3]), "--ann", "hnsw"]) == 0
     assert json.loads(capsys.readouterr().out)["ann_built"] is True and ann.exists(db)
     assert not AudioIndex(db).table().list_indices()  # no LanceDB index trained for nothing
@@ -295,7 +298,15 @@ def test_cli_index_ann_switches_between_the_hnsw_graph_and_lancedb(tiny_model_di
     assert json.loads(capsys.readouterr().out)["ann_built"] is True and not ann.exists(db)
     assert AudioIndex(db).has_ann()
     quantised = tmp_path / "int8"
-    argv = ["index", str(tiny_model_dir), *map(str, clips), "--db", str(quantised), "--precision", "int8"]
+    argv = [
+        "index",
+        str(pretrained_model_dir),
+        *map(str, clips),
+        "--db",
+        str(quantised),
+        "--precision",
+        "int8",
+    ]
     assert main([*argv, "--ann", "hnsw"]) == 1
     assert "HNSW graph searches float32" in capsys.readouterr().err and AudioIndex(quantised).count() == 0
 
@@ -344,7 +355,9 @@ def test_sharded_index_under_torchrun_writes_one_table(tiny_model_dir, model, cl
     single = AudioIndex(tmp_path / "single")
     single.add(model, files[:-1], window_seconds=2.0)
     query = model.encode_audio(str(clips[2]))
-    assert [h.path for h in AudioIndex(db).search(query, 4)] == [h.path for h in single.search(query, 4)]
+    # scores, not paths: the tiny random model gives some different clips the same vector (ties in any order)
+    sharded, alone = AudioIndex(db).search(query, 4), single.search(query, 4)
+    assert [h.score for h in sharded] == pytest.approx([h.score for h in alone], abs=1e-5)
 
 
 @pytest.fixture(scope="module")
