@@ -9,7 +9,7 @@ Two graphs, both with dynamic batch and length axes:
 The log-mel extraction, windowing, batching and tokenizing stay outside the graph: they are audiovec's own
 numpy/torch code (:class:`~audiovec.features.LogMelExtractor`), run by the ONNX-backed model exactly as by the
 PyTorch one. The graphs are traced by the TorchScript exporter (``torch.onnx.export(dynamo=False)`` with
-``dynamic_axes``, no ``onnxscript`` needed); int8 is onnxruntime's dynamic quantisation (int8 weights of the
+``dynamic_axes``, no ``onnxscript`` needed); int8 is onnxruntime's dynamic quantisation (8-bit weights of the
 MatMul layers, per output channel, activations quantised per batch at run time; the tower's convolutions,
 the projector and the first and last layers stay fp32, see :func:`_kept_fp32`).
 """
@@ -154,7 +154,13 @@ def export_onnx(model: Any, out: str | Path, int8: bool = False, opset: int = OP
 
 
 def quantize_onnx(src: str | Path, out: str | Path) -> Path:
-    """An fp32 export folder → a copy at ``out`` whose graphs have int8 weights (dynamic quantisation)."""
+    """An fp32 export folder → a copy at ``out`` whose graphs have 8-bit weights (dynamic quantisation).
+
+    Weights are unsigned (U8U8 kernels). onnxruntime's signed-weight kernels (U8S8) use ``vpmaddubsw`` on
+    x86 CPUs without VNNI (AVX2 only, e.g. many AMD EPYC), whose int16 sums saturate: the built-in model's audio
+    vectors fell to a mean cosine of 0.91 (min 0.86) to fp32 there, against 0.9995 with unsigned weights;
+    on CPUs with VNNI both are exact. Unsigned weights run at the same speed (docs/benchmarks.md, section 10).
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src, out = Path(src), Path(out)
@@ -177,7 +183,7 @@ def quantize_onnx(src: str | Path, out: str | Path) -> Path:
             quantize_dynamic(
                 str(src / graph),
                 str(out / graph),
-                weight_type=QuantType.QInt8,
+                weight_type=QuantType.QUInt8,
                 per_channel=True,
                 nodes_to_exclude=_kept_fp32(src / graph),
             )

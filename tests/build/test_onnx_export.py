@@ -12,14 +12,21 @@ import pytest
 import soundfile as sf
 
 pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 
 from audiovec.cli import main  # noqa: E402
 from audiovec.errors import CheckpointError, ConfigError  # noqa: E402
 from audiovec.model import AudioTextEmbedder  # noqa: E402
-from audiovec.onnx_export import ONNX_MANIFEST, export_onnx, is_onnx_dir, quantize_onnx  # noqa: E402
+from audiovec.onnx_export import (  # noqa: E402
+    AUDIO_GRAPH,
+    ONNX_MANIFEST,
+    TEXT_GRAPH,
+    export_onnx,
+    is_onnx_dir,
+    quantize_onnx,
+)
 from audiovec.onnx_runtime import OnnxEmbedder  # noqa: E402
-from audiovec.testing import save_tiny_embedder, tiny_embedder  # noqa: E402
+from audiovec.tiny import save_tiny_embedder, tiny_embedder  # noqa: E402
 
 RATE = 16_000
 TEXTS = ["a dog barks", "rain on a tin roof at night", "hello", "the engine of a car starts and idles"]
@@ -93,6 +100,12 @@ def test_int8_export_is_close_and_smaller(exported, tmp_path) -> None:
     assert json.loads((int8_dir / ONNX_MANIFEST).read_text())["precision"] == "int8"
     size = {d: sum(f.stat().st_size for f in d.glob("*.onnx")) for d in (folder, int8_dir)}
     assert size[int8_dir] < 0.6 * size[folder]
+    # unsigned 8-bit weights: onnxruntime's signed-weight kernels saturate on AVX2 CPUs without VNNI
+    for graph in (AUDIO_GRAPH, TEXT_GRAPH):
+        proto = onnx.load(str(int8_dir / graph))
+        weights = {t.name: t.data_type for t in proto.graph.initializer}
+        kinds = {weights[n.input[1]] for n in proto.graph.node if n.op_type == "MatMulInteger"}
+        assert kinds == {onnx.TensorProto.UINT8}, graph
     q = AudioTextEmbedder.from_pretrained(int8_dir)
     clips = waves((1.0, 12.0, 30.0))
     cos = (q.encode_audio(clips, sample_rate=RATE) * model.encode_audio(clips, sample_rate=RATE)).sum(1)

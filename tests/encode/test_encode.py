@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from audiovec.audio import SAMPLE_RATE, load_audio
+from audiovec.data.fsdd import bundled_files as fsdd_files
 from audiovec.encode import (
     BatchRunner,
     BlockDecoder,
@@ -26,7 +27,7 @@ from audiovec.encode import (
 )
 from audiovec.errors import AudioDecodeError
 from audiovec.model import AudioTextEmbedder
-from audiovec.testing import fsdd_files, tiny_embedder
+from audiovec.tiny import tiny_embedder
 
 SECOND = SAMPLE_RATE
 

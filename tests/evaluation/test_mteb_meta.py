@@ -68,7 +68,7 @@ def test_builtin_model_meta() -> None:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two steps of a tiny recipe on a manifest whose rows say they come from Clotho and MACS."""
-    from audiovec.testing import fsdd_files
+    from audiovec.data.fsdd import bundled_files as fsdd_files
     from audiovec.train.config import load_recipe
     from audiovec.train.trainer import train
 

@@ -21,8 +21,8 @@ from lancedb.embeddings import get_registry  # noqa: E402
 from lancedb.pydantic import LanceModel, Vector  # noqa: E402
 
 from audiovec.build.pretrained import DEFAULT_MODEL  # noqa: E402
+from audiovec.data.fsdd import bundled_files as fsdd_files  # noqa: E402
 from audiovec.lancedb_embedding import AudiovecEmbeddings, cached_model  # noqa: E402
-from audiovec.testing import fsdd_files  # noqa: E402
 
 QUERIES = {
     "speech": "a man speaking",

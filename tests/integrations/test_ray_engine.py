@@ -15,7 +15,7 @@ ray = pytest.importorskip("ray")
 
 from audiovec.build.pretrained import DEFAULT_MODEL  # noqa: E402
 from audiovec.cli import main  # noqa: E402
-from audiovec.testing import fsdd_files  # noqa: E402
+from audiovec.data.fsdd import bundled_files as fsdd_files  # noqa: E402
 
 pytestmark = pytest.mark.slow
 RAY_ARGS = ["--engine", "ray", "--workers", "2", "--files-per-call", "2"]
