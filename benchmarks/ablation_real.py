@@ -47,6 +47,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "max_tokens_16": ("a clip reaches the backbone as at most 16 segments (not 8)", {"projector_max_tokens": 16}, {}),
     "downsample_2": ("projector downsample 2 (25 tokens/s, not 12.5)", {"projector_downsample": 2}, {}),
     "adapter_r32": ("audio adapter rank 32 (not 16)", {"adapter_rank": 32}, {}),
+    "batch_256": ("batch 256 (not 64): four times the in-batch negatives per step", {"batch_size": 256}, {}),
     "adapter_lr_1e-3": ("audio adapter lr 1e-3 (not 5e-4)", {"lr": 1e-3}, {}),
     "random_audio": ("Whisper re-initialised (random) + pretrained MiniLM", {"random_audio": True}, {}),
     "random_text": ("pretrained Whisper + MiniLM re-initialised (random)", {"random_text": True}, {}),

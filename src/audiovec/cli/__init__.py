@@ -64,9 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         getattr(args, collect).extend(extra)
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    # audiovec's own progress at INFO; other libraries only warn unless --verbose (huggingface_hub logs every
+    # saved checkpoint, temporary folders included, at INFO)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
+    logging.getLogger("audiovec").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
