@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--packages", nargs="+", metavar="PKG", help="use only these Debian packages")
     p.add_argument("--steps", type=int, default=d.steps, help=f"training steps (default {d.steps})")
     p.add_argument("--minutes", type=float, default=d.minutes,
-                   help=f"training time budget in minutes; stops early and saves (default {d.minutes:g})")  # fmt: skip
+                   help=f"cap on training wall time in minutes; stops early and saves (default {d.minutes:g})")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--trainable", default=d.trainable,
