@@ -72,6 +72,18 @@ def test_item_decodes_to_16k_mono_and_picks_caption_deterministically(
     assert any(other_seed.caption_for(i, 0) != dataset.caption_for(i, 0) for i in range(24))
 
 
+def test_each_visit_draws_its_own_caption_and_crop_keyed_by_clip_id(clips: list[Path]) -> None:
+    # a balanced mixture draws a small group's clips several times per epoch: each visit (batch position)
+    # gets its own caption and crop, and two groups' clips at the same row do not draw in lockstep
+    one = ManifestDataset(_rows(clips, source="a"), max_seconds=0.1, seed=0)
+    two = ManifestDataset(_rows(clips, source="b"), max_seconds=0.1, seed=0)
+    assert len({one.caption_for(3, 0, position) for position in range(30)}) == 3
+    assert len({one[SampleKey(3, 0, position)]["waveform"].tobytes() for position in range(10)}) > 1
+    assert one.caption_for(3, 0, 7) == ManifestDataset(_rows(clips, source="a"), seed=0).caption_for(3, 0, 7)
+    same_row = [one.caption_for(i, 0, 5) == two.caption_for(i, 0, 5) for i in range(24)]
+    assert not all(same_row)  # keyed by id ("a:..." vs "b:..."), not by row number
+
+
 def test_crop_is_a_deterministic_window_of_the_clip(manifest: Path) -> None:
     full = ManifestDataset(manifest)[0]["waveform"]
     dataset = ManifestDataset(manifest, max_seconds=0.1, seed=1)

@@ -1,7 +1,8 @@
 """Training data over manifests: decoding in DataLoader workers, weighted mixtures, length-bucketed batches.
 
-Randomness is a pure function of ``(seed, epoch, index)``: the caption picked for a clip, its crop and the
-batch order never depend on worker processes or on where a run was resumed. The batch sampler yields
+Randomness is a pure function of the seed and of where in training a clip is asked for (epoch, batch
+position) plus the clip's own id: the caption picked for a clip, its crop and the batch order never depend on
+worker processes, on where a run was resumed, or on a clip's row number. The batch sampler yields
 :class:`SampleKey` tuples, so every worker knows the epoch without shared state.
 """
 
@@ -54,10 +55,12 @@ class ManifestDataset(Dataset):
     """Clips of one manifest: ``dataset[i]`` or ``dataset[SampleKey(i, epoch)]`` -> a sample dict.
 
     The waveform is decoded with :func:`audiovec.audio.load_audio` (mono float32, 16 kHz) inside the
-    worker; clips longer than ``max_seconds`` are cropped (``crop="random"``: an offset fixed by
-    seed/epoch/index; ``"start"``: the beginning). One caption is chosen per (seed, epoch, index). With an
-    active ``augment`` spec each visit (epoch, batch position) draws one of the clip's fixed versions, seeded
-    by its id (:mod:`audiovec.data.augment`; version 0 is the clip as recorded).
+    worker; clips longer than ``max_seconds`` are cropped (``crop="random"``: an offset drawn per visit;
+    ``"start"``: the beginning). A visit is (epoch, batch position) and is keyed by the clip's id, not its row
+    number, so a clip a balanced mixture draws several times per epoch gets a caption and crop each time, and
+    clips at the same row of different groups draw independently. With an active ``augment`` spec each visit
+    also draws one of the clip's fixed versions (:mod:`audiovec.data.augment`; version 0 is the clip as
+    recorded).
     """
 
     def __init__(
@@ -119,17 +122,19 @@ class ManifestDataset(Dataset):
             self._durations = values
         return self._durations
 
-    def caption_for(self, index: int, epoch: int) -> str:
+    def caption_for(self, index: int, epoch: int, position: int = -1) -> str:
+        """The caption one visit (epoch, batch position) of clip ``index`` trains on."""
         captions = self.rows[index]["captions"]
         if len(captions) == 1:
             return captions[0]
-        return captions[int(_rng(self.seed, _CAPTION, epoch, index).integers(len(captions)))]
+        rng = _rng(self.seed, _CAPTION, epoch, position, self.clip_key(index))
+        return captions[int(rng.integers(len(captions)))]
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """A permutation of all rows for this epoch."""
         return _rng(self.seed, _ORDER, epoch).permutation(len(self.rows))
 
-    def _crop(self, wave: np.ndarray, index: int, epoch: int) -> np.ndarray:
+    def _crop(self, wave: np.ndarray, index: int, epoch: int, position: int) -> np.ndarray:
         if self.max_seconds is None:
             return wave
         limit = int(round(self.max_seconds * SAMPLE_RATE))
@@ -137,12 +142,13 @@ class ManifestDataset(Dataset):
             return wave
         start = 0
         if self.crop == "random":
-            start = int(_rng(self.seed, _CROP, epoch, index).integers(wave.shape[0] - limit + 1))
+            rng = _rng(self.seed, _CROP, epoch, position, self.clip_key(index))
+            start = int(rng.integers(wave.shape[0] - limit + 1))
         return np.ascontiguousarray(wave[start : start + limit])
 
     def clip_key(self, index: int) -> int:
-        """A 32-bit key from the row's id: augmentation is seeded by it, not by the row's position, so clips
-        at the same position of different datasets (the groups of a balanced mixture) differ."""
+        """A 32-bit key from the row's id: captions, crops and augmentation are seeded by it, not by the row's
+        number, so clips at the same row of different datasets (the groups of a balanced mixture) differ."""
         row = self.rows[index]
         name = str(row.get("id") or row["audio"]).encode()
         return int.from_bytes(hashlib.blake2b(name, digest_size=4).digest(), "little")
@@ -175,8 +181,8 @@ class ManifestDataset(Dataset):
         return {
             "index": index,
             "id": row["id"],
-            "waveform": self._augmented(self._crop(wave, index, epoch), index, epoch, position),
-            "caption": self.caption_for(index, epoch),
+            "waveform": self._augmented(self._crop(wave, index, epoch, position), index, epoch, position),
+            "caption": self.caption_for(index, epoch, position),
             "labels": tuple(sorted(row.get("labels") or ())),
             "fields": {name: row.get(name) for name in self.fields},
             "source": row.get("source", ""),
