@@ -151,6 +151,16 @@ def _unpack(packed: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, 
     return out, mask
 
 
+def _padding_groups(lengths: torch.Tensor, chunk: int) -> list[torch.Tensor]:
+    """Indices of clips the Qwen3-Omni encoder pads alike: all of at least ``chunk`` frames, then each
+    shorter length on its own."""
+    long = torch.nonzero(lengths >= chunk).flatten()
+    groups = [long] if long.numel() else []
+    for length in torch.unique(lengths[lengths < chunk]).tolist():
+        groups.append(torch.nonzero(lengths == length).flatten())
+    return groups
+
+
 def _forward_parameters(module: nn.Module) -> frozenset[str]:
     """The keyword names ``module.forward`` declares (its ``**kwargs`` excluded)."""
     params = inspect.signature(module.forward).parameters.values()
@@ -246,6 +256,27 @@ class Qwen3OmniTower(_PackedOmniTower):
         chunk = 2 * int(self.config.n_window)
         per_chunk = int(_conv_out(chunk, 3))
         return (lengths // chunk) * per_chunk + _conv_out(lengths % chunk, 3)
+
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips the encoder would pad differently than alone go in separate calls, so a clip's tokens do
+        not depend on its batch. The encoder pads every clip's last chunk to the longest chunk of the call,
+        and the GELU of that padding's conv bias reaches the clip's last tokens. Alone, a clip of at least
+        one chunk (2 * n_window frames) has its tail padded to a whole chunk, and a shorter clip is not
+        padded at all. So the clips of at least one chunk share a call; shorter ones share it only with
+        clips of their own length."""
+        lengths = lengths.to(features.device)
+        groups = _padding_groups(lengths, 2 * int(self.config.n_window))
+        if len(groups) == 1:
+            return super().encode(features, lengths)
+        out_lengths = self.output_lengths(lengths)
+        mask = torch.arange(int(out_lengths.max()), device=features.device)[None, :] < out_lengths[:, None]
+        tokens: torch.Tensor | None = None
+        for index in groups:
+            part, _ = super().encode(features[index, :, : int(lengths[index].max())], lengths[index])
+            if tokens is None:
+                tokens = part.new_zeros(lengths.shape[0], mask.shape[1], part.shape[-1])
+            tokens[index, : part.shape[1]] = part
+        return tokens, mask
 
 
 class WhisperTower(AudioTower):

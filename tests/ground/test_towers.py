@@ -175,3 +175,30 @@ def test_token_cache_reuses_tokens_and_matches_direct_encoding(fsdd_clips):
     tower.train()
     with pytest.raises(RuntimeError, match="frozen"):
         tower(features, lengths)
+
+
+def test_qwen3_omni_clip_does_not_depend_on_its_batch():
+    """transformers' Qwen3-Omni encoder pads each clip's last chunk to the longest chunk of the call, and the
+    GELU of the padding's conv bias leaks into the clip's last tokens; the tower groups its calls so that
+    every clip is padded as alone. The tower is initialised wider than transformers' default (0.02), at
+    which the tiny tower's output hardly depends on its input and hides the leak."""
+    from audiovec.towers import build_tower
+
+    torch.manual_seed(0)
+    tower = build_tower("qwen3_omni", dict(QWEN3_OMNI_AUDIO_TINY, initializer_range=0.2)).eval()
+    chunk = 2 * QWEN3_OMNI_AUDIO_TINY["n_window"]
+    sizes = [chunk - 40, chunk + 50, chunk - 40, chunk - 7, 3 * chunk, chunk]
+    clips = [torch.randn(1, 128, n) for n in sizes]
+    batch = torch.cat([_pad_frames(c, max(sizes)) for c in clips])
+    with torch.no_grad():
+        tokens, mask = tower(batch, torch.tensor(sizes))
+        for i, clip in enumerate(clips):
+            alone, alone_mask = tower(clip, torch.tensor([sizes[i]]))
+            n = int(alone_mask.sum())
+            assert int(mask[i].sum()) == n and not mask[i, n:].any()
+            torch.testing.assert_close(tokens[i, :n], alone[0], rtol=0, atol=1e-4)
+            assert not tokens[i, n:].any()
+
+
+def _pad_frames(features: torch.Tensor, frames: int) -> torch.Tensor:
+    return torch.nn.functional.pad(features, (0, frames - features.shape[-1]))
